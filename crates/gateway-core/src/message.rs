@@ -467,7 +467,7 @@ impl std::error::Error for Problem {}
 /// Milliseconds as seconds: whole numbers without decimals, otherwise one decimal with the
 /// language's decimal separator.
 fn seconds(ms: u64, separator: char) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         (ms / 1000).to_string()
     } else {
         let tenths = (ms + 50) / 100;

@@ -140,13 +140,10 @@ impl Role {
 
     /// Whether this role may do what a route needs.
     pub fn permits(self, access: Access) -> bool {
-        match (self, access) {
-            (_, Access::Public) => true,
-            (Role::Operator, _) => true,
-            (Role::Viewer, Access::Read) => true,
-            (Role::Service, Access::Ingest) => true,
-            _ => false,
-        }
+        matches!(
+            (self, access),
+            (_, Access::Public) | (Role::Operator, _) | (Role::Viewer, Access::Read) | (Role::Service, Access::Ingest)
+        )
     }
 }
 

@@ -1,1 +1,15 @@
-//! placeholder
+//! The service table: configuration per service, live status, discovery (name → address,
+//! resource → service) and change notifications.
+//!
+//! The registry is passive: the supervisor writes statuses into it, the gateway reads it, and
+//! whoever needs to react to changes (the hub, settings propagation) subscribes.
+
+pub mod config;
+mod error;
+mod table;
+
+pub use config::{
+    BackoffConfig, Config, GatewayConfig, HealthConfig, HubConfig, PortConflictPolicy, RestartPolicy, ServiceConfig,
+};
+pub use error::ConfigError;
+pub use table::{HealthSummary, LastCheck, LastExit, Registry, ServiceChange, ServiceEntry, ServiceState};

@@ -1,0 +1,263 @@
+//! Data-driven tests of configuration parsing, validation and environment overrides.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[[service]]
+name = "data"
+port = 5001
+routes = ["ticks"]
+"#;
+
+#[test]
+fn minimal_service_gets_every_default() {
+    let c = Config::from_toml(MINIMAL).unwrap();
+    assert_eq!(c.gateway, GatewayConfig::default());
+    assert_eq!(c.health, HealthConfig::default());
+    let s = &c.services[0];
+    assert_eq!(s.name.as_str(), "data");
+    assert_eq!(s.host, "127.0.0.1");
+    assert_eq!(s.health_path, "/health");
+    assert_eq!(s.request_timeout_ms, 10_000);
+    assert_eq!(s.restart, RestartPolicy::OnFailure);
+    assert_eq!(s.backoff, BackoffConfig::default());
+    assert_eq!(s.on_port_conflict, PortConflictPolicy::Fail);
+    assert!(s.is_external(), "no command => external");
+}
+
+#[test]
+fn full_example_from_the_spec_parses() {
+    let text = r#"
+[gateway]
+bind = "127.0.0.1:5000"
+data_dir = "data"
+cors_allowed_origins = []
+max_body_bytes = 1048576
+
+[health]
+interval_ms = 5000
+timeout_ms = 2000
+failure_threshold = 3
+startup_timeout_ms = 30000
+startup_probe_interval_ms = 25
+
+[[service]]
+name = "data"
+display_name = "Data Service"
+routes = ["ticks", "ohlc", "symbols"]
+host = "127.0.0.1"
+port = 5001
+command = ["python", "-m", "data_service"]
+cwd = "services/data"
+env = { LOG_LEVEL = "info" }
+health_path = "/health"
+events_path = "/events"
+settings_path = "/settings"
+settings_keys = ["symbols", "timeframes"]
+request_timeout_ms = 10000
+autostart = true
+restart = "on-failure"
+depends_on = []
+stop_signal = "SIGTERM"
+stop_timeout_ms = 10000
+backoff = { first_ms = 0, initial_ms = 250, multiplier = 2.0, max_ms = 60000, jitter = 0.1, reset_after_ms = 60000 }
+max_failures = 5
+failure_window_ms = 300000
+on_port_conflict = "fail"
+"#;
+    let c = Config::from_toml(text).unwrap();
+    let s = &c.services[0];
+    assert_eq!(s.display_name, "Data Service");
+    assert_eq!(s.command.as_deref().map(<[String]>::len), Some(3));
+    assert_eq!(s.env.get("LOG_LEVEL").map(String::as_str), Some("info"));
+    assert!(!s.is_external());
+}
+
+/// (name, toml, expected field or message fragment, expected line)
+#[test]
+fn invalid_configs_name_the_field_and_line() {
+    let cases: &[(&str, &str, &str, Option<usize>)] = &[
+        ("unknown top-level", "[gatway]\nbind = \"x\"\n", "unknown field `gatway`", Some(1)),
+        (
+            "unknown service field",
+            "[[service]]\nname = \"a\"\nport = 1\ncolor = \"red\"\n",
+            "unknown field `color`",
+            Some(4),
+        ),
+        ("unknown gateway field", "[gateway]\nbindd = \"127.0.0.1:1\"\n", "unknown field `bindd`", Some(2)),
+        ("missing name", "[[service]]\nport = 5001\n", "missing field `name`", Some(1)),
+        ("missing port", "[[service]]\nname = \"a\"\n", "missing field `port`", Some(1)),
+        ("wrong type", "[[service]]\nname = \"a\"\nport = \"5001\"\n", "invalid type", Some(3)),
+        ("bad name", "[[service]]\nname = \"Data\"\nport = 1\n", "service[0].name", Some(2)),
+        ("port zero", "[[service]]\nname = \"a\"\nport = 0\n", "service[0].port", Some(3)),
+        ("port too big", "[[service]]\nname = \"a\"\nport = 70000\n", "service[0].port", Some(3)),
+        (
+            "duplicate name",
+            "[[service]]\nname = \"a\"\nport = 1\n[[service]]\nname = \"a\"\nport = 2\n",
+            "duplicate name `a`",
+            Some(5),
+        ),
+        (
+            "duplicate port",
+            "[[service]]\nname = \"a\"\nport = 1\n[[service]]\nname = \"b\"\nport = 1\n",
+            "duplicate port 1",
+            Some(6),
+        ),
+        (
+            "duplicate route",
+            "[[service]]\nname = \"a\"\nport = 1\nroutes = [\"x\"]\n[[service]]\nname = \"b\"\nport = 2\nroutes = [\"y\", \"x\"]\n",
+            "duplicate route `x`",
+            Some(8),
+        ),
+        ("shadowed route", "[[service]]\nname = \"a\"\nport = 1\nroutes = [\"settings\"]\n", "shadows", Some(4)),
+        (
+            "shadowed openapi",
+            "[[service]]\nname = \"a\"\nport = 1\nroutes = [\"openapi.json\"]\n",
+            "service[0].routes",
+            Some(4),
+        ),
+        ("gateway port", "[[service]]\nname = \"a\"\nport = 5000\n", "gateway's own port", Some(3)),
+        ("bad bind", "[gateway]\nbind = \"localhost\"\n", "gateway.bind", Some(1)),
+        (
+            "bad signal",
+            "[[service]]\nname = \"a\"\nport = 1\nstop_signal = \"SIGFOO\"\n",
+            "service[0].stop_signal",
+            Some(4),
+        ),
+        ("bad restart", "[[service]]\nname = \"a\"\nport = 1\nrestart = \"sometimes\"\n", "unknown variant", Some(4)),
+        ("bad jitter", "[[service]]\nname = \"a\"\nport = 1\nbackoff = { jitter = 2.0 }\n", "backoff.jitter", Some(4)),
+        (
+            "bad multiplier",
+            "[[service]]\nname = \"a\"\nport = 1\nbackoff = { multiplier = 0.5 }\n",
+            "backoff.multiplier",
+            Some(4),
+        ),
+        (
+            "unknown backoff field",
+            "[[service]]\nname = \"a\"\nport = 1\nbackoff = { nope = 1 }\n",
+            "unknown field `nope`",
+            Some(4),
+        ),
+        ("empty command", "[[service]]\nname = \"a\"\nport = 1\ncommand = []\n", "service[0].command", Some(4)),
+        (
+            "relative health path",
+            "[[service]]\nname = \"a\"\nport = 1\nhealth_path = \"health\"\n",
+            "service[0].health_path",
+            Some(4),
+        ),
+        (
+            "unknown dependency",
+            "[[service]]\nname = \"a\"\nport = 1\ndepends_on = [\"b\"]\n",
+            "unknown service `b`",
+            Some(1),
+        ),
+        (
+            "self dependency",
+            "[[service]]\nname = \"a\"\nport = 1\ndepends_on = [\"a\"]\n",
+            "depends on itself",
+            Some(1),
+        ),
+        (
+            "cycle",
+            "[[service]]\nname = \"a\"\nport = 1\ndepends_on = [\"b\"]\n[[service]]\nname = \"b\"\nport = 2\ndepends_on = [\"a\"]\n",
+            "dependency cycle",
+            None,
+        ),
+        ("zero interval", "[health]\ninterval_ms = 0\n", "health.interval_ms", None),
+        ("malformed toml", "[[service]\nname = 1\n", "", Some(1)),
+        (
+            "zero timeout",
+            "[[service]]\nname = \"a\"\nport = 1\nrequest_timeout_ms = 0\n",
+            "request_timeout_ms",
+            Some(1),
+        ),
+    ];
+    for (what, text, fragment, line) in cases {
+        match Config::from_toml(text) {
+            Ok(_) => panic!("{what}: accepted"),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains(fragment), "{what}: {msg:?} lacks {fragment:?}");
+                assert_eq!(e.line(), *line, "{what}: {msg}");
+            }
+        }
+    }
+}
+
+#[test]
+fn builtin_default_is_the_four_simulated_services() {
+    let c = Config::builtin(Path::new("/usr/bin/orchestrator"));
+    let names: Vec<&str> = c.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["data", "mt5", "strategy", "pattern"]);
+    let ports: Vec<u16> = c.services.iter().map(|s| s.port).collect();
+    assert_eq!(ports, [5001, 5002, 5003, 5004]);
+    for s in &c.services {
+        let cmd = s.command.clone().unwrap();
+        assert_eq!(cmd[0], "/usr/bin/orchestrator");
+        assert_eq!(cmd[1], "sim");
+        assert_eq!(cmd[2], s.name.as_str());
+        assert!(!s.is_external());
+    }
+    assert_eq!(c.services[0].routes, ["ticks", "ohlc", "symbols"]);
+    // The built-in default survives its own validation when printed and parsed again.
+    let again = Config::from_toml(&c.to_toml()).unwrap();
+    assert_eq!(again, c);
+}
+
+#[test]
+fn external_detection() {
+    let mk = |host: &str, cmd: bool| {
+        let mut s = ServiceConfig::with_defaults(ServiceName::parse("a").unwrap(), 1);
+        s.host = host.into();
+        s.command = cmd.then(|| vec!["x".into()]);
+        s
+    };
+    assert!(!mk("127.0.0.1", true).is_external());
+    assert!(!mk("localhost", true).is_external());
+    assert!(!mk("::1", true).is_external());
+    assert!(mk("10.1.2.3", true).is_external());
+    assert!(mk("mt5-host.lan", true).is_external());
+    assert!(mk("127.0.0.1", false).is_external());
+    assert_eq!(mk("::1", true).authority(), "[::1]:1");
+}
+
+#[test]
+fn environment_overrides_every_duration() {
+    let text = "[[service]]\nname = \"data\"\nport = 1\n[[service]]\nname = \"mt5-x\"\nport = 2\n";
+    let mut c = Config::from_toml(text).unwrap();
+    let vars = [
+        ("ORCHESTRATOR_HEALTH_INTERVAL_MS", "100"),
+        ("ORCHESTRATOR_HEALTH_TIMEOUT_MS", "50"),
+        ("ORCHESTRATOR_HEALTH_STARTUP_TIMEOUT_MS", "3000"),
+        ("ORCHESTRATOR_HEALTH_STARTUP_PROBE_INTERVAL_MS", "5"),
+        ("ORCHESTRATOR_HEALTH_FAILURE_THRESHOLD", "2"),
+        ("ORCHESTRATOR_SERVICE_STOP_TIMEOUT_MS", "500"),
+        ("ORCHESTRATOR_SERVICE_MT5_X_STOP_TIMEOUT_MS", "700"),
+        ("ORCHESTRATOR_SERVICE_REQUEST_TIMEOUT_MS", "900"),
+        ("ORCHESTRATOR_BACKOFF_INITIAL_MS", "10"),
+        ("ORCHESTRATOR_SERVICE_DATA_BACKOFF_MAX_MS", "40"),
+        ("ORCHESTRATOR_HUB_PING_INTERVAL_MS", "1000"),
+        ("ORCHESTRATOR_HUB_IDLE_TIMEOUT_MS", "2000"),
+        ("PATH", "/bin"),
+    ];
+    c.apply_env(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))).unwrap();
+    assert_eq!(c.health.interval_ms, 100);
+    assert_eq!(c.health.timeout_ms, 50);
+    assert_eq!(c.health.startup_timeout_ms, 3000);
+    assert_eq!(c.health.startup_probe_interval_ms, 5);
+    assert_eq!(c.health.failure_threshold, 2);
+    assert_eq!(c.services[0].stop_timeout_ms, 500);
+    assert_eq!(c.services[1].stop_timeout_ms, 700, "the per-service override wins");
+    assert_eq!(c.services[1].request_timeout_ms, 900);
+    assert_eq!(c.services[0].backoff.initial_ms, 10);
+    assert_eq!(c.services[1].backoff.initial_ms, 10);
+    assert_eq!(c.services[0].backoff.max_ms, 40);
+    assert_eq!(c.services[1].backoff.max_ms, 60_000);
+    assert_eq!(c.hub.ping_interval_ms, 1000);
+
+    let err = c.apply_env([("ORCHESTRATOR_HEALTH_INTERVAL_MS".to_owned(), "soon".to_owned())]).unwrap_err();
+    assert!(err.to_string().contains("ORCHESTRATOR_HEALTH_INTERVAL_MS"), "{err}");
+    let err = c.apply_env([("ORCHESTRATOR_HEALTH_INTERVAL_MS".to_owned(), "0".to_owned())]).unwrap_err();
+    assert!(err.to_string().contains("health.interval_ms"), "{err}");
+}
