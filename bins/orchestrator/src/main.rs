@@ -1,1 +1,196 @@
-fn main() {}
+//! The `orchestrator` command: parses arguments, loads the configuration, wires the library
+//! crates together and runs. Everything of substance lives in the crates.
+#![allow(clippy::print_stdout)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gateway_core::Role;
+use registry::Config;
+use settings::SettingsStore;
+
+/// Central coordinator of the MT5 trading platform: REST gateway, process supervisor,
+/// real-time hub and settings store in one process.
+#[derive(Parser, Debug)]
+#[command(name = "orchestrator", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (default: ./orchestrator.toml if present, else the built-in platform).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen address, overriding the configuration (e.g. 127.0.0.1:5000).
+    #[arg(long, global = true, value_name = "ADDR")]
+    bind: Option<String>,
+    /// Data directory (setup.db, logs/, run/), overriding the configuration.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the orchestrator (the default).
+    Run,
+    /// Run one simulated service.
+    Sim(simulator::SimArgs),
+    /// Validate or show the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Check a configuration file; exit status 0 when valid.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+    /// Print the effective configuration (file or built-in, with environment overrides).
+    Print,
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Create a token and print it (alone, once) on stdout.
+    Create {
+        /// A unique name for the token.
+        name: String,
+        /// What the token may do.
+        #[arg(long, value_parser = ["viewer", "operator", "service"])]
+        role: String,
+    },
+    /// List tokens (names and roles; never the tokens themselves).
+    List,
+    /// Revoke a token at once.
+    Revoke {
+        /// The token's name.
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Sim(args)) = cli.command {
+        return match simulator::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("simulator: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_timestamp_millis().init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            log::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        None | Some(Command::Run) => {
+            let config = effective_config(&cli.config, &cli.bind, &cli.data_dir)?;
+            serve(config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Sim(_)) => Ok(ExitCode::SUCCESS),
+        Some(Command::Config(ConfigCommand::Check { file })) => match Config::load(&file) {
+            Ok(mut config) => {
+                config.apply_env(std::env::vars()).with_context(|| "environment overrides")?;
+                println!("{}: valid ({} services)", file.display(), config.services.len());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                println!("{}: {e}", file.display());
+                Ok(ExitCode::from(2))
+            }
+        },
+        Some(Command::Config(ConfigCommand::Print)) => {
+            let config = effective_config(&cli.config, &cli.bind, &cli.data_dir)?;
+            print!("{}", config.to_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Token(cmd)) => {
+            let config = effective_config(&cli.config, &cli.bind, &cli.data_dir)?;
+            let dir = &config.gateway.data_dir;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let store = SettingsStore::open(&dir.join("setup.db")).context("opening the settings store")?;
+            match cmd {
+                TokenCommand::Create { name, role } => {
+                    let role = Role::parse(&role).context("unknown role")?;
+                    let token = store.create_token(&name, role).with_context(|| format!("creating token {name}"))?;
+                    println!("{token}");
+                }
+                TokenCommand::List => {
+                    for t in store.list_tokens()? {
+                        println!(
+                            "{}\t{}\tcreated {}\tlast used {}",
+                            t.name,
+                            t.role,
+                            t.created_at,
+                            t.last_used_at.as_deref().unwrap_or("never")
+                        );
+                    }
+                }
+                TokenCommand::Revoke { name } => {
+                    store.revoke_token(&name).with_context(|| format!("revoking token {name}"))?;
+                    println!("revoked {name}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The configuration in force: `--config`, else `./orchestrator.toml`, else the built-in
+/// platform; then `ORCHESTRATOR_*` environment overrides; then command-line flags.
+fn effective_config(file: &Option<PathBuf>, bind: &Option<String>, data_dir: &Option<PathBuf>) -> anyhow::Result<Config> {
+    let local = Path::new("orchestrator.toml");
+    let mut config = match file {
+        Some(path) => Config::load(path).with_context(|| format!("configuration {}", path.display()))?,
+        None if local.exists() => Config::load(local).context("configuration ./orchestrator.toml")?,
+        None => {
+            let exe = std::env::current_exe().context("locating the orchestrator executable")?;
+            Config::builtin(&exe)
+        }
+    };
+    config.apply_env(std::env::vars()).context("environment overrides")?;
+    if let Some(bind) = bind {
+        config.gateway.bind = bind.clone();
+        config.gateway.bind_addr().context("--bind")?;
+    }
+    if let Some(dir) = data_dir {
+        config.gateway.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let data_dir = config.gateway.data_dir.clone();
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let app = gateway_http::Application::build(config).await.context("starting the orchestrator")?;
+        let token = match app.admin_token() {
+            Some(t) => Some(t.to_owned()),
+            None => std::fs::read_to_string(data_dir.join("admin.token")).ok().map(|t| t.trim().to_owned()),
+        };
+        let url = format!("http://127.0.0.1:{}/", app.port());
+        match token {
+            Some(t) => log::info!("dashboard: {url}#token={t}"),
+            None => log::info!("dashboard: {url} (admin.token was removed; create a token with `orchestrator token create`)"),
+        }
+        if app.admin_token().is_some() {
+            log::info!("created the admin token in {}", data_dir.join("admin.token").display());
+        }
+        app.run_until_stopped().await.context("serving")
+    })
+}

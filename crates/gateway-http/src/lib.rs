@@ -1,1 +1,20 @@
-//! placeholder
+//! The HTTP face of the orchestrator: actix-web routes, the auth and request-context
+//! middleware, JSON body handling, and the one `ApiError` that turns every library error into
+//! the response envelope.
+//!
+//! Only this crate knows actix-web and HTTP status codes. Handlers are thin: extract, call one
+//! library function, map to the envelope.
+
+mod auth;
+mod body;
+mod context;
+mod error;
+pub mod routes;
+mod startup;
+mod state;
+
+pub use auth::{Principal, required_access};
+pub use context::RequestCtx;
+pub use error::ApiError;
+pub use startup::{Application, StartupError};
+pub use state::AppState;

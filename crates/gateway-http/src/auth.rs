@@ -1,0 +1,114 @@
+//! Authentication and authorisation: bearer tokens checked against the settings store, and the
+//! access each route needs.
+//!
+//! The access table is keyed by the router's own patterns, and anything not listed needs at
+//! least a viewer token (GET/HEAD) or an operator token (everything else): a route added
+//! without an entry here is never accidentally public.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, web};
+use gateway_core::{Access, Problem, Role};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Token name.
+    pub name: String,
+    /// Token role.
+    pub role: Role,
+}
+
+/// Explicit entries: (method, router pattern, access). `*` matches any method.
+const ACCESS_TABLE: &[(&str, &str, Access)] = &[
+    ("GET", "/", Access::Public),
+    ("GET", "/api/health", Access::Public),
+    ("GET", "/api/openapi.json", Access::Public),
+    ("GET", "/ws", Access::Public),
+    ("GET", "/api/services", Access::Read),
+    ("GET", "/api/services/{name}", Access::Read),
+    ("GET", "/api/services/{name}/logs", Access::Read),
+    ("POST", "/api/services/{name}/{action}", Access::Write),
+    ("GET", "/api/settings", Access::Read),
+    ("PUT", "/api/settings", Access::Write),
+    ("GET", "/api/settings/{key}", Access::Read),
+    ("PUT", "/api/settings/{key}", Access::Write),
+    ("DELETE", "/api/settings/{key}", Access::Write),
+    ("GET", "/api/dashboard", Access::Read),
+    ("POST", "/api/events", Access::Ingest),
+    ("GET", "/api/events/stream", Access::Read),
+    ("POST", "/api/auth/ticket", Access::Read),
+    ("GET", "/api/hub/clients", Access::Read),
+    ("POST", "/api/hub/clients/{id}/send", Access::Write),
+    ("GET", "/metrics", Access::Read),
+];
+
+/// The access a request needs, from its method and the router pattern it matched.
+pub fn required_access(method: &Method, pattern: Option<&str>) -> Access {
+    let reading = method == Method::GET || method == Method::HEAD;
+    if let Some(pattern) = pattern {
+        let method = if method == Method::HEAD { "GET" } else { method.as_str() };
+        if let Some((_, _, access)) = ACCESS_TABLE.iter().find(|(m, p, _)| *p == pattern && (*m == method || *m == "*"))
+        {
+            return *access;
+        }
+    }
+    if reading { Access::Read } else { Access::Write }
+}
+
+/// The explicit access table (for documentation and the route-coverage test).
+pub fn access_table() -> &'static [(&'static str, &'static str, Access)] {
+    ACCESS_TABLE
+}
+
+fn bearer(req: &ServiceRequest) -> Option<String> {
+    let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+/// The auth middleware (inside the request-context middleware).
+pub async fn authenticate(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let access = required_access(req.method(), req.match_pattern().as_deref());
+    if access == Access::Public {
+        return next.call(req).await;
+    }
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Err(ApiError::Internal("application state missing".into()).into());
+    };
+    let Some(token) = bearer(&req) else {
+        return Err(ApiError::Problem(Problem::Unauthorized).into());
+    };
+    let store = state.settings.clone();
+    let info = web::block(move || store.verify_token(&token)).await.map_err(ApiError::from)?.map_err(ApiError::from)?;
+    let Some(info) = info else {
+        return Err(ApiError::Problem(Problem::Unauthorized).into());
+    };
+    if !info.role.permits(access) {
+        return Err(ApiError::Problem(Problem::Forbidden).into());
+    }
+    req.extensions_mut().insert(Principal { name: info.name, role: info.role });
+    next.call(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unlisted_routes_are_never_public() {
+        assert_eq!(required_access(&Method::GET, Some("/api/new-thing")), Access::Read);
+        assert_eq!(required_access(&Method::POST, Some("/api/new-thing")), Access::Write);
+        assert_eq!(required_access(&Method::DELETE, None), Access::Write);
+        assert_eq!(required_access(&Method::GET, Some("/api/health")), Access::Public);
+        assert_eq!(required_access(&Method::HEAD, Some("/api/health")), Access::Public);
+        assert_eq!(required_access(&Method::POST, Some("/api/health")), Access::Write);
+        assert_eq!(required_access(&Method::PUT, Some("/api/settings/{key}")), Access::Write);
+        assert_eq!(required_access(&Method::POST, Some("/api/events")), Access::Ingest);
+    }
+}

@@ -1,0 +1,143 @@
+//! The request-context middleware: request id, language, the envelope for every error, and
+//! one access-log line per request.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, HttpResponse};
+use gateway_core::{Envelope, Lang};
+
+use crate::error::ProblemReport;
+
+/// `X-Request-Id`.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Per-request context, available to handlers as an extractor.
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    /// The request id (the client's when sane, else generated).
+    pub request_id: String,
+    /// The language of user-facing messages.
+    pub lang: Lang,
+}
+
+impl RequestCtx {
+    /// A successful envelope for this request.
+    pub fn ok<T: serde::Serialize>(&self, data: T) -> HttpResponse {
+        HttpResponse::Ok().json(Envelope::ok(data, self.request_id.as_str()))
+    }
+}
+
+/// The downstream service a request went to, for the access log.
+#[derive(Debug, Clone)]
+pub struct ServiceTag(pub String);
+
+impl FromRequest for RequestCtx {
+    type Error = Error;
+    type Future = std::future::Ready<Result<Self, Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let ctx = req.extensions().get::<RequestCtx>().cloned().unwrap_or_else(|| RequestCtx {
+            request_id: new_request_id(),
+            lang: Lang::default(),
+        });
+        std::future::ready(Ok(ctx))
+    }
+}
+
+/// A fresh request id.
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Whether a client-sent request id is safe to echo and log: 1–128 of `[A-Za-z0-9._:-]`.
+pub fn sane_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+}
+
+/// The middleware (outermost): sets up [`RequestCtx`], renders error envelopes, adds
+/// `X-Request-Id`, and logs the access line.
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| sane_request_id(v))
+        .map(str::to_owned)
+        .unwrap_or_else(new_request_id);
+    let lang = req
+        .headers()
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .map(Lang::from_accept_language)
+        .unwrap_or_default();
+    let ctx = RequestCtx { request_id, lang };
+    req.extensions_mut().insert(ctx.clone());
+    let http_req = req.request().clone();
+
+    let res = match next.call(req).await {
+        Ok(res) => res.map_into_boxed_body(),
+        Err(e) => ServiceResponse::new(http_req.clone(), e.error_response()),
+    };
+    let report = res.response().extensions().get::<ProblemReport>().cloned();
+    let mut res = match report {
+        Some(report) => {
+            if let Some(cause) = &report.cause {
+                log::error!("request {} failed: {}", ctx.request_id, cause);
+            }
+            let (req, old) = res.into_parts();
+            let mut fresh = crate::error::problem_response(&report.problem, ctx.lang, &ctx.request_id);
+            for (name, value) in old.headers() {
+                if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                    fresh.headers_mut().append(name.clone(), value.clone());
+                }
+            }
+            ServiceResponse::new(req, fresh)
+        }
+        None => res,
+    };
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+    let service = http_req.extensions().get::<ServiceTag>().map(|t| t.0.clone());
+    let status = res.status().as_u16();
+    let latency = started.elapsed();
+    log::info!(
+        target: "access",
+        "{} {}{}{} {} {:.2}ms rid={} service={}",
+        http_req.method(),
+        http_req.path(),
+        if http_req.query_string().is_empty() { "" } else { "?" },
+        http_req.query_string(),
+        status,
+        latency.as_secs_f64() * 1000.0,
+        ctx.request_id,
+        service.as_deref().unwrap_or("-"),
+    );
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids() {
+        for good in ["abc", "1234-5678", "req_1.2:3", &"a".repeat(128)] {
+            assert!(sane_request_id(good), "{good}");
+        }
+        for bad in ["", "a b", "x\ny", "é", &"a".repeat(129), "<script>"] {
+            assert!(!sane_request_id(bad), "{bad:?}");
+        }
+        assert_eq!(new_request_id().len(), 32);
+    }
+}

@@ -1,0 +1,30 @@
+//! Route registration, one module per resource.
+
+use actix_web::web;
+use gateway_core::{Problem, Reason};
+
+use crate::error::ApiError;
+
+pub mod health;
+pub mod services;
+pub mod settings;
+
+/// Registers every route of the gateway.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
+        log::debug!("bad query: {e}");
+        ApiError::Problem(Problem::invalid("query", Reason::Malformed)).into()
+    }))
+    .app_data(web::PathConfig::default().error_handler(|e, _| {
+        log::debug!("bad path: {e}");
+        ApiError::Problem(Problem::invalid("path", Reason::Malformed)).into()
+    }))
+    .configure(health::configure)
+    .configure(services::configure)
+    .configure(settings::configure)
+    .default_service(web::to(not_found));
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(Problem::NotFound.into())
+}

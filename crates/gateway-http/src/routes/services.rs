@@ -1,0 +1,68 @@
+//! `/api/services`: the service table, lifecycle actions and log tails.
+
+use actix_web::{HttpResponse, web};
+use gateway_core::{Problem, Reason};
+use serde::Deserialize;
+
+use crate::context::RequestCtx;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/services", web::get().to(list))
+        .route("/api/services/{name}", web::get().to(one))
+        .route("/api/services/{name}/logs", web::get().to(logs))
+        .route("/api/services/{name}/{action}", web::post().to(action));
+}
+
+async fn list(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {
+    ctx.ok(state.registry.entries())
+}
+
+async fn one(state: web::Data<AppState>, ctx: RequestCtx, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let entry = state.registry.entry(&name).ok_or(Problem::NotFound)?;
+    Ok(ctx.ok(entry))
+}
+
+async fn action(
+    state: web::Data<AppState>,
+    ctx: RequestCtx,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, action) = path.into_inner();
+    if state.registry.config(&name).is_none() {
+        return Err(Problem::NotFound.into());
+    }
+    let entry = match action.as_str() {
+        "start" => state.supervisor.start_service(&name).await?,
+        "stop" => state.supervisor.stop_service(&name).await?,
+        "restart" => state.supervisor.restart_service(&name).await?,
+        _ => return Err(Problem::NotFound.into()),
+    };
+    Ok(ctx.ok(entry))
+}
+
+#[derive(Deserialize)]
+struct LogsQuery {
+    tail: Option<String>,
+}
+
+/// Most lines one request may ask for (the whole ring).
+const MAX_TAIL: usize = 10_000;
+
+async fn logs(
+    state: web::Data<AppState>,
+    ctx: RequestCtx,
+    name: web::Path<String>,
+    query: web::Query<LogsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let tail = match query.tail.as_deref() {
+        None => 100,
+        Some(t) => t.parse::<usize>().ok().filter(|n| (1..=MAX_TAIL).contains(n)).ok_or_else(|| {
+            Problem::invalid("tail", Reason::OutOfRange { min: "1".into(), max: MAX_TAIL.to_string() })
+        })?,
+    };
+    let lines = state.supervisor.logs(&name, tail)?;
+    Ok(ctx.ok(serde_json::json!({ "lines": lines })))
+}

@@ -1,0 +1,112 @@
+//! `/api/settings`: list, read, write (single and atomic batch, with `If-Match`) and reset.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use gateway_core::{Problem, Reason};
+use serde::Deserialize;
+use settings::SettingEntry;
+
+use crate::body;
+use crate::context::RequestCtx;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/settings", web::get().to(list))
+        .route("/api/settings", web::put().to(put_batch))
+        .route("/api/settings/{key}", web::get().to(get))
+        .route("/api/settings/{key}", web::put().to(put))
+        .route("/api/settings/{key}", web::delete().to(reset));
+}
+
+/// `If-Match: 3` or `If-Match: "3"`; `*` or absent means unconditional.
+fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
+    let Some(value) = req.headers().get(header::IF_MATCH) else { return Ok(None) };
+    let text = value.to_str().map_err(|_| Problem::invalid("If-Match", Reason::Malformed))?.trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let text = text.strip_prefix("W/").unwrap_or(text);
+    let bare = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
+    bare.parse::<i64>().map(Some).map_err(|_| Problem::invalid("If-Match", Reason::Malformed).into())
+}
+
+fn with_etag(ctx: &RequestCtx, entry: &SettingEntry) -> HttpResponse {
+    let mut res = ctx.ok(entry);
+    if let Ok(v) = header::HeaderValue::from_str(&format!("\"{}\"", entry.version)) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    res
+}
+
+async fn list(state: web::Data<AppState>, ctx: RequestCtx) -> Result<HttpResponse, ApiError> {
+    let store = state.settings.clone();
+    let all = web::block(move || store.list()).await??;
+    Ok(ctx.ok(all))
+}
+
+async fn get(state: web::Data<AppState>, ctx: RequestCtx, key: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let store = state.settings.clone();
+    let entry = web::block(move || store.get(&key)).await??;
+    Ok(with_etag(&ctx, &entry))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutBody {
+    value: serde_json::Value,
+}
+
+async fn put(
+    state: web::Data<AppState>,
+    ctx: RequestCtx,
+    req: HttpRequest,
+    key: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let expected = if_match(&req)?;
+    let bytes = body::read_limited(&req, payload, state.config.gateway.max_body_bytes).await?;
+    let PutBody { value } = body::decode(&bytes)?;
+    let store = state.settings.clone();
+    let key = key.into_inner();
+    let entry = web::block(move || store.put(&key, value, expected)).await??;
+    changed(&state, BTreeMap::from([(entry.key.clone(), entry.value.clone())]));
+    Ok(with_etag(&ctx, &entry))
+}
+
+async fn put_batch(
+    state: web::Data<AppState>,
+    ctx: RequestCtx,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read_limited(&req, payload, state.config.gateway.max_body_bytes).await?;
+    let changes: serde_json::Map<String, serde_json::Value> = body::decode(&bytes)?;
+    let store = state.settings.clone();
+    let entries = web::block(move || store.put_batch(&changes)).await??;
+    changed(&state, entries.iter().map(|(k, e)| (k.clone(), e.value.clone())).collect());
+    Ok(ctx.ok(entries))
+}
+
+async fn reset(
+    state: web::Data<AppState>,
+    ctx: RequestCtx,
+    req: HttpRequest,
+    key: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let expected = if_match(&req)?;
+    let store = state.settings.clone();
+    let key = key.into_inner();
+    let entry = web::block(move || store.reset(&key, expected)).await??;
+    changed(&state, BTreeMap::from([(entry.key.clone(), entry.value.clone())]));
+    Ok(with_etag(&ctx, &entry))
+}
+
+/// After a committed change: tell whoever depends on it.
+fn changed(state: &AppState, changes: BTreeMap<String, serde_json::Value>) {
+    log::info!("settings changed: {}", changes.keys().cloned().collect::<Vec<_>>().join(", "));
+    let _ = state;
+}

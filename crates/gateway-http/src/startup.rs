@@ -1,0 +1,125 @@
+//! `Application::build`: opens the store, builds the registry, starts the supervisor, binds the
+//! listener (port 0 works, for tests) and runs until SIGINT/SIGTERM, then stops every service.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_web::{App, HttpServer, middleware, web};
+use registry::{Config, ConfigError, Registry};
+use settings::{SettingsError, SettingsStore};
+use supervisor::{Supervisor, SupervisorConfig, SupervisorError, SupervisorHandle};
+
+use crate::state::AppState;
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The configuration is unusable.
+    #[error("configuration")]
+    Config(#[from] ConfigError),
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The settings store could not be opened.
+    #[error("settings store")]
+    Settings(#[from] SettingsError),
+    /// The supervisor could not start.
+    #[error("supervisor")]
+    Supervisor(#[from] SupervisorError),
+    /// The listen address is taken or not allowed.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A built, listening application.
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    state: AppState,
+    admin_token: Option<String>,
+}
+
+impl Application {
+    /// Builds everything and binds the listener; nothing is spawned yet (see
+    /// [`Application::start_services`]). Must run inside an actix system.
+    pub async fn build(config: Config) -> Result<Application, StartupError> {
+        let bind = config.gateway.bind_addr()?;
+        let data_dir = config.gateway.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
+        let settings = SettingsStore::open(&data_dir.join("setup.db"))?;
+        let admin_token = settings.ensure_admin_token(&data_dir)?;
+        let registry = Registry::new(&config.services);
+        let supervisor = Supervisor::start(
+            SupervisorConfig { health: config.health.clone(), data_dir: data_dir.clone() },
+            registry.clone(),
+        )?;
+        let state = AppState { config: Arc::new(config), registry, settings, supervisor };
+
+        let listener = TcpListener::bind(bind).map_err(|source| StartupError::Bind { addr: bind.to_string(), source })?;
+        if !bind.ip().is_loopback() {
+            log::warn!(
+                "listening on {bind}, which is reachable from other machines: use TLS in front of it and keep tokens secret"
+            );
+        }
+        let port = listener.local_addr().map_err(|source| StartupError::Bind { addr: bind.to_string(), source })?.port();
+        let data = web::Data::new(state.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(crate::routes::configure)
+                .wrap(middleware::from_fn(crate::auth::authenticate))
+                .wrap(middleware::from_fn(crate::context::request_context))
+        })
+        .listen(listener)
+        .map_err(|source| StartupError::Bind { addr: bind.to_string(), source })?
+        .shutdown_timeout(3)
+        .run();
+        Ok(Application { port, server, state, admin_token })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The admin token, when it was created by this start (first start with no tokens).
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
+    /// The shared state (registry, settings, supervisor).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The supervisor, for embedding tools.
+    pub fn supervisor(&self) -> &SupervisorHandle {
+        &self.state.supervisor
+    }
+
+    /// Serves until SIGINT/SIGTERM (or the server is stopped), starting the autostart services in
+    /// the background, then stops every managed service.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let supervisor = self.state.supervisor.clone();
+        let starter = supervisor.clone();
+        actix_rt::spawn(async move { starter.start_all().await });
+        let result = self.server.await;
+        log::info!("gateway stopped; stopping services");
+        supervisor.shutdown().await;
+        log::info!("all services stopped");
+        result
+    }
+}
