@@ -9,6 +9,7 @@ mod event;
 mod message;
 mod names;
 mod status;
+pub mod validate;
 
 pub use envelope::Envelope;
 pub use event::{Event, EventType, Topic, TopicPattern};
