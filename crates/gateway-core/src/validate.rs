@@ -169,10 +169,10 @@ impl OrderRequest {
         {
             return Err(FieldError::new("sl", Reason::InconsistentStops));
         }
-        if let Some(p) = reference {
-            if below.is_some_and(|low| low >= p) || above.is_some_and(|high| high <= p) {
-                return Err(FieldError::new(if buy { "sl" } else { "tp" }, Reason::InconsistentStops));
-            }
+        if let Some(p) = reference
+            && (below.is_some_and(|low| low >= p) || above.is_some_and(|high| high <= p))
+        {
+            return Err(FieldError::new(if buy { "sl" } else { "tp" }, Reason::InconsistentStops));
         }
         Ok(())
     }
@@ -267,7 +267,8 @@ mod tests {
         for pairs in good {
             assert!(check_query(&q(pairs), &limits()).is_ok(), "{pairs:?}");
         }
-        let bad: &[(&[(&str, &str)], &str, Reason)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, Reason);
+        let bad: &[Case] = &[
             (&[("symbol", "EUR USD")], "symbol", Reason::InvalidSymbol),
             (&[("symbol", "GBPUSD")], "symbol", Reason::NotInSetting { setting: "symbols".into() }),
             (&[("symbol", "")], "symbol", Reason::InvalidSymbol),
