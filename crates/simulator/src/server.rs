@@ -1,0 +1,267 @@
+//! The HTTP service of every role: common routes, the access log, request faults, and [`SimServer`].
+
+use std::io::Write as _;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_rt::task::JoinHandle;
+use actix_web::dev::{ServerHandle, Service as _};
+use actix_web::http::header::{CONTENT_TYPE, HeaderValue};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::args::{Role, SimArgs};
+use crate::data::{self, DataState};
+use crate::error::{ApiError, SimError};
+use crate::events::{EventBus, events_ws};
+use crate::mt5::{self, Mt5State};
+use crate::pattern::{self, PatternState};
+use crate::settings::SettingsUpdate;
+use crate::strategy::{self, StrategyState};
+
+/// A JSON response from pre-serialised bytes.
+pub(crate) fn json_bytes(body: Bytes) -> HttpResponse {
+    HttpResponse::Ok().insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json"))).body(body)
+}
+
+/// Parses a JSON request body (whatever its content type); errors name what is wrong.
+pub(crate) fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("invalid body: {e}")))
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found("not found"))
+}
+
+/// A resource whose other methods answer 405 in JSON.
+pub(crate) fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// Writes one access-log line (`METHOD PATH STATUS LATENCY`) to stdout, flushed at the newline.
+fn access_line(method: &str, path: &str, status: u16, elapsed: Duration) {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (the supervisor went away) must not take the service down.
+    let _ = writeln!(out, "{method} {path} {status} {:.3}ms", elapsed.as_secs_f64() * 1000.0);
+}
+
+/// The role-specific state behind the common routes.
+#[derive(Clone)]
+enum RoleState {
+    Data(Arc<DataState>),
+    Mt5(Arc<Mt5State>),
+    Strategy(Arc<StrategyState>),
+    Pattern(Arc<PatternState>),
+}
+
+impl RoleState {
+    fn new(args: &SimArgs, symbols: &[String], bus: EventBus) -> RoleState {
+        match args.role {
+            Role::Data => RoleState::Data(Arc::new(DataState::new(symbols, args.tick_rate, bus))),
+            Role::Mt5 => RoleState::Mt5(Arc::new(Mt5State::new(symbols, bus))),
+            Role::Strategy => RoleState::Strategy(Arc::new(StrategyState::new(bus))),
+            Role::Pattern => RoleState::Pattern(Arc::new(PatternState::new(symbols))),
+        }
+    }
+
+    fn configure(&self, cfg: &mut web::ServiceConfig) {
+        match self {
+            RoleState::Data(s) => data::configure(cfg, Arc::clone(s)),
+            RoleState::Mt5(s) => mt5::configure(cfg, Arc::clone(s)),
+            RoleState::Strategy(s) => strategy::configure(cfg, Arc::clone(s)),
+            RoleState::Pattern(s) => pattern::configure(cfg, Arc::clone(s)),
+        }
+    }
+
+    fn apply_settings(&self, update: &SettingsUpdate) -> Result<(), ApiError> {
+        match self {
+            RoleState::Data(s) => s.apply_settings(update),
+            RoleState::Mt5(s) => s.apply_settings(update),
+            RoleState::Strategy(_) => Ok(()),
+            RoleState::Pattern(s) => s.apply_settings(update),
+        }
+    }
+
+    fn spawn_tasks(&self) -> Vec<JoinHandle<()>> {
+        match self {
+            RoleState::Data(s) => s.spawn_tasks(),
+            RoleState::Mt5(s) => s.spawn_tasks(),
+            RoleState::Strategy(s) => s.spawn_tasks(),
+            RoleState::Pattern(_) => Vec::new(),
+        }
+    }
+}
+
+/// What the common routes need.
+struct Common {
+    health_body: Bytes,
+    started: Instant,
+    hang_health_after: Option<Duration>,
+    slow_health: Option<Duration>,
+    role: RoleState,
+}
+
+/// `GET /health`: `{"status":"ok","service":ROLE,"instance":UUID}`, subject to the health faults.
+async fn health(common: web::Data<Common>) -> HttpResponse {
+    if let Some(after) = common.hang_health_after
+        && common.started.elapsed() >= after
+    {
+        std::future::pending::<()>().await;
+    }
+    if let Some(d) = common.slow_health {
+        actix_rt::time::sleep(d).await;
+    }
+    json_bytes(common.health_body.clone())
+}
+
+/// `POST /settings`: `{"changed": {…}, "all": {…}}` → `{"applied": true}`.
+async fn settings(common: web::Data<Common>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let update = SettingsUpdate::parse(&body)?;
+    common.role.apply_settings(&update)?;
+    Ok(json_bytes(Bytes::from_static(b"{\"applied\":true}")))
+}
+
+/// A running simulated service (from [`serve`]): its address, its instance id, and a way to stop it.
+pub struct SimServer {
+    addr: SocketAddr,
+    role: Role,
+    instance: String,
+    handle: ServerHandle,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    tasks: Vec<JoinHandle<()>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl SimServer {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `http://ADDR` of the service.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The role it plays.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The instance id `/health` reports (new at every start).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// The actix server handle (pause, resume, stop).
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    fn halt_background(&mut self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks.drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Stops the service: closes `/events` sockets, stops background tasks, then stops the HTTP
+    /// server gracefully (in-flight requests get at most one second).
+    pub async fn stop(mut self) {
+        self.halt_background();
+        self.handle.stop(true).await;
+        if let Some(server) = self.server.take()
+            && let Ok(Err(e)) = server.await
+        {
+            log::warn!("{} server stopped with an error: {e}", self.role);
+        }
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        self.halt_background();
+    }
+}
+
+/// Starts a simulated service on `listener` inside the current actix System and returns at once.
+///
+/// For in-process use (tests, embedding): no signal handling, and the process-level fault flags
+/// (`--startup-delay-ms`, `--fail-startup`, `--crash-after-ms`, `--ignore-sigterm`,
+/// `--spawn-child`, `--hold-port`) are ignored; the health and response-delay faults work.
+/// Must be called from within an actix System (e.g. `#[actix_web::test]`).
+pub async fn serve(args: SimArgs, listener: TcpListener) -> std::io::Result<SimServer> {
+    start(&args, listener).map_err(std::io::Error::from)
+}
+
+pub(crate) fn start(args: &SimArgs, listener: TcpListener) -> Result<SimServer, SimError> {
+    let symbols = args.symbol_set()?;
+    let addr = listener.local_addr()?;
+    let instance = uuid::Uuid::new_v4().to_string();
+    let health_body = serde_json::json!({ "status": "ok", "service": args.role.as_str(), "instance": instance });
+    let bus = EventBus::default();
+    let role = RoleState::new(args, &symbols, bus.clone());
+    let background = role.clone();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let common = web::Data::new(Common {
+        health_body: Bytes::from(health_body.to_string()),
+        started: Instant::now(),
+        hang_health_after: SimArgs::millis(args.hang_health_after_ms),
+        slow_health: SimArgs::millis(args.slow_health_ms),
+        role: role.clone(),
+    });
+    let bus = web::Data::new(bus);
+    let shutdown_rx = web::Data::new(shutdown_rx);
+    let log_requests = !args.quiet;
+    let response_delay = SimArgs::millis(args.response_delay_ms);
+
+    let server = HttpServer::new(move || {
+        let role = role.clone();
+        App::new()
+            .app_data(common.clone())
+            .app_data(bus.clone())
+            .app_data(shutdown_rx.clone())
+            .wrap_fn(move |req, srv| {
+                let started = Instant::now();
+                let delay = if req.path() == "/health" { None } else { response_delay };
+                let fut = srv.call(req);
+                async move {
+                    let res = fut.await?;
+                    if let Some(d) = delay {
+                        actix_rt::time::sleep(d).await;
+                    }
+                    if log_requests {
+                        let req = res.request();
+                        access_line(req.method().as_str(), req.path(), res.status().as_u16(), started.elapsed());
+                    }
+                    Ok(res)
+                }
+            })
+            .service(resource("/health").route(web::get().to(health)))
+            .service(resource("/settings").route(web::post().to(settings)))
+            .service(resource("/events").route(web::get().to(events_ws)))
+            .configure(|cfg| role.configure(cfg))
+            .default_service(web::to(not_found))
+    })
+    .workers(args.workers.max(1))
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    let server = actix_rt::spawn(server);
+    let tasks = background.spawn_tasks();
+    Ok(SimServer { addr, role: args.role, instance, handle, server: Some(server), tasks, shutdown: shutdown_tx })
+}
