@@ -1,0 +1,424 @@
+//! The supervisor's front: [`Supervisor::start`] creates the supervisor thread (its own
+//! current-thread actix runtime, because awc is `!Send`) with one task per service, and the
+//! `Send + Sync` [`SupervisorHandle`] talks to it over channels. Start-up (clean-up of a
+//! crashed run, dependency order) and shutdown (reverse dependency order) are coordinated by a
+//! main task on the same thread.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gateway_core::ServiceStatus;
+use registry::{HealthConfig, Registry, ServiceConfig, ServiceEntry};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::error::SupervisorError;
+use crate::logs::{self, LOG_FILE_MAX_BYTES, LOG_FILES_KEPT, LogLine, RotatingFile, ServiceLogs};
+use crate::pidfile;
+use crate::service::{Command, Context, ServiceActor};
+use crate::unix;
+
+/// Longest wait for the leftovers of a crashed run to vanish after SIGKILL.
+const LEFTOVER_WAIT: Duration = Duration::from_secs(5);
+
+/// What the supervisor needs besides the registry.
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    /// Probe timers and thresholds.
+    pub health: HealthConfig,
+    /// Runtime state: logs go to `data_dir/logs`, pidfiles to `data_dir/run`.
+    pub data_dir: PathBuf,
+}
+
+/// Starts the supervisor.
+#[derive(Debug)]
+pub struct Supervisor;
+
+struct ServiceLink {
+    config: Arc<ServiceConfig>,
+    tx: mpsc::UnboundedSender<Command>,
+    logs: Arc<ServiceLogs>,
+    probe_requested: Arc<AtomicBool>,
+}
+
+enum MainCommand {
+    StartAll(oneshot::Sender<()>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+struct Inner {
+    services: HashMap<String, ServiceLink>,
+    main: mpsc::UnboundedSender<MainCommand>,
+}
+
+/// The way to talk to the supervisor; cheap to clone, usable from any thread and runtime.
+#[derive(Clone)]
+pub struct SupervisorHandle {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SupervisorHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupervisorHandle").field("services", &self.inner.services.len()).finish()
+    }
+}
+
+/// What the supervisor thread is given to build its tasks.
+struct Seed {
+    config: Arc<ServiceConfig>,
+    rx: mpsc::UnboundedReceiver<Command>,
+    tx: mpsc::UnboundedSender<Command>,
+    logs: Arc<ServiceLogs>,
+    probe_requested: Arc<AtomicBool>,
+}
+
+impl Supervisor {
+    /// Creates `data_dir/logs` and `data_dir/run`, the log writer thread and the supervisor
+    /// thread with one task per configured service. Nothing is spawned until
+    /// [`SupervisorHandle::start_all`] or [`SupervisorHandle::start_service`].
+    pub fn start(config: SupervisorConfig, registry: Registry) -> Result<SupervisorHandle, SupervisorError> {
+        let logs_dir = config.data_dir.join("logs");
+        let run_dir = config.data_dir.join("run");
+        for dir in [&logs_dir, &run_dir] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| SupervisorError::io(format!("cannot create {}", dir.display()), e))?;
+        }
+        let configs = registry.configs();
+        let files = configs
+            .iter()
+            .map(|c| RotatingFile::new(logs::log_path(&logs_dir, c.name.as_str()), LOG_FILE_MAX_BYTES, LOG_FILES_KEPT))
+            .collect();
+        let writer =
+            logs::spawn_writer(files).map_err(|e| SupervisorError::io("cannot start the log writer thread", e))?;
+
+        let mut services = HashMap::new();
+        let mut seeds = Vec::new();
+        for (i, config) in configs.into_iter().enumerate() {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let logs = Arc::new(ServiceLogs::new(Some((i, writer.clone()))));
+            let probe_requested = Arc::new(AtomicBool::new(false));
+            services.insert(
+                config.name.to_string(),
+                ServiceLink {
+                    config: config.clone(),
+                    tx: tx.clone(),
+                    logs: logs.clone(),
+                    probe_requested: probe_requested.clone(),
+                },
+            );
+            seeds.push(Seed { config, rx, tx, logs, probe_requested });
+        }
+        drop(writer);
+
+        let (main_tx, main_rx) = mpsc::unbounded_channel();
+        let ctx = Context { registry, health: config.health, run_dir };
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+        std::thread::Builder::new()
+            .name("supervisor".into())
+            .spawn(move || {
+                // The supervisor thread lives as long as the supervisor: children are spawned
+                // from it, and their parent-death signal fires when it exits.
+                let runtime = match actix_rt::Runtime::new() {
+                    Ok(rt) => {
+                        let _ = ready_tx.send(Ok(()));
+                        rt
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                runtime.block_on(run_main(ctx, seeds, main_rx));
+                log::debug!("supervisor thread ends");
+            })
+            .map_err(|e| SupervisorError::io("cannot start the supervisor thread", e))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(SupervisorError::io("cannot create the supervisor runtime", e)),
+            Err(_) => return Err(SupervisorError::ShutDown),
+        }
+        Ok(SupervisorHandle { inner: Arc::new(Inner { services, main: main_tx }) })
+    }
+}
+
+impl SupervisorHandle {
+    fn link(&self, name: &str) -> Result<&ServiceLink, SupervisorError> {
+        self.inner.services.get(name).ok_or_else(|| SupervisorError::UnknownService(name.to_owned()))
+    }
+
+    async fn ask(
+        &self,
+        name: &str,
+        make: impl FnOnce(oneshot::Sender<Result<ServiceEntry, SupervisorError>>) -> Command,
+    ) -> Result<ServiceEntry, SupervisorError> {
+        let link = self.link(name)?;
+        let (tx, rx) = oneshot::channel();
+        link.tx.send(make(tx)).map_err(|_| SupervisorError::ShutDown)?;
+        rx.await.map_err(|_| SupervisorError::ShutDown)?
+    }
+
+    /// Kills what a crashed previous run left behind (found through the pidfiles), starts the
+    /// autostart services and begins monitoring the external ones. Services without
+    /// dependencies are started in parallel; this returns once they are spawned (status
+    /// `starting`, or adopted / port conflict). A service with `depends_on` is started in the
+    /// background as soon as all its dependencies are online.
+    pub async fn start_all(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.main.send(MainCommand::StartAll(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Starts a managed service (port check, then spawn or adopt); returns once it is spawned.
+    /// Resets the failure sequence and a crash loop. Errors: `AlreadyRunning` while a process
+    /// of ours runs, `NotManaged` for external/adopted services.
+    pub async fn start_service(&self, name: &str) -> Result<ServiceEntry, SupervisorError> {
+        self.ask(name, Command::Start).await
+    }
+
+    /// Stops a managed service (`stop_signal` to its group, SIGKILL after `stop_timeout_ms`)
+    /// and returns once the group is empty; also cancels a pending restart. Errors:
+    /// `AlreadyStopped`, `NotManaged`.
+    pub async fn stop_service(&self, name: &str) -> Result<ServiceEntry, SupervisorError> {
+        self.ask(name, Command::Stop).await
+    }
+
+    /// Stops the service if it runs, then starts it.
+    pub async fn restart_service(&self, name: &str) -> Result<ServiceEntry, SupervisorError> {
+        self.ask(name, Command::Restart).await
+    }
+
+    /// The last `tail` captured output lines of a service, oldest first.
+    pub fn logs(&self, name: &str, tail: usize) -> Result<Vec<LogLine>, SupervisorError> {
+        Ok(self.link(name)?.logs.tail(tail))
+    }
+
+    /// A passive check (e.g. after a failed forward): probe the service now. Bursts are
+    /// coalesced; unknown names are ignored.
+    pub fn probe_now(&self, name: &str) {
+        if let Some(link) = self.inner.services.get(name)
+            && !link.probe_requested.swap(true, Ordering::AcqRel)
+            && link.tx.send(Command::ProbeNow).is_err()
+        {
+            link.probe_requested.store(false, Ordering::Release);
+        }
+    }
+
+    /// Stops every managed service, dependents before their dependencies, independent ones in
+    /// parallel, logging every second which ones still hold shutdown up. Adopted and external
+    /// services are never signalled. Afterwards the supervisor takes no more requests
+    /// (`ShutDown`).
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.main.send(MainCommand::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Names of the supervised services, in configuration order is not guaranteed.
+    pub fn service_names(&self) -> Vec<String> {
+        self.inner.services.values().map(|l| l.config.name.to_string()).collect()
+    }
+}
+
+/// The main task: creates the service tasks, then serves start-all and shutdown.
+async fn run_main(ctx: Context, seeds: Vec<Seed>, mut rx: mpsc::UnboundedReceiver<MainCommand>) {
+    let mut services: Vec<(Arc<ServiceConfig>, mpsc::UnboundedSender<Command>)> = Vec::new();
+    let mut tasks = Vec::new();
+    for seed in seeds {
+        services.push((seed.config.clone(), seed.tx));
+        let actor = ServiceActor::new(seed.config, ctx.clone(), seed.logs, seed.probe_requested, seed.rx);
+        tasks.push(actix_rt::spawn(actor.run()));
+    }
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    loop {
+        match rx.recv().await {
+            Some(MainCommand::StartAll(done)) => {
+                start_all(&ctx, &services, &cancel_rx).await;
+                let _ = done.send(());
+            }
+            Some(MainCommand::Shutdown(done)) => {
+                let _ = cancel_tx.send(true);
+                shutdown(&services).await;
+                let _ = done.send(());
+                break;
+            }
+            None => {
+                // Every handle is gone: nobody can stop the services any more, so stop them now.
+                let _ = cancel_tx.send(true);
+                shutdown(&services).await;
+                break;
+            }
+        }
+    }
+    drop(services);
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn start_all(
+    ctx: &Context,
+    services: &[(Arc<ServiceConfig>, mpsc::UnboundedSender<Command>)],
+    cancel: &watch::Receiver<bool>,
+) {
+    clean_up_leftovers(&ctx.run_dir).await;
+    let mut replies = Vec::new();
+    for (config, tx) in services {
+        if config.is_external() {
+            let _ = tx.send(Command::Monitor);
+        } else if !config.autostart {
+            continue;
+        } else if config.depends_on.is_empty() {
+            let (reply, rx) = oneshot::channel();
+            if tx.send(Command::Start(reply)).is_ok() {
+                replies.push((config.name.to_string(), rx));
+            }
+        } else {
+            actix_rt::spawn(start_when_ready(ctx.registry.clone(), config.clone(), tx.clone(), cancel.clone()));
+        }
+    }
+    for (name, rx) in replies {
+        report_autostart(&name, rx.await.unwrap_or(Err(SupervisorError::ShutDown)));
+    }
+}
+
+fn report_autostart(name: &str, result: Result<ServiceEntry, SupervisorError>) {
+    match result {
+        Ok(entry) => log::debug!("autostart {name}: {}", entry.status),
+        Err(e @ (SupervisorError::AlreadyRunning { .. } | SupervisorError::NotManaged { .. })) => {
+            log::debug!("autostart {name}: {e}")
+        }
+        Err(e) => log::warn!("autostart of {name} failed: {e}"),
+    }
+}
+
+/// Kills the leftovers named by pidfiles and waits (bounded) until they are gone.
+async fn clean_up_leftovers(run_dir: &Path) {
+    let pending = pidfile::kill_leftovers(run_dir);
+    let deadline = Instant::now() + LEFTOVER_WAIT;
+    for (sid, path) in pending {
+        while !unix::session_members(sid).is_empty() {
+            if Instant::now() >= deadline {
+                log::error!("leftovers of session {sid} survive SIGKILL; leaving {}", path.display());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if unix::session_members(sid).is_empty() {
+            pidfile::remove(&path);
+        }
+    }
+}
+
+/// Starts a service once all of its dependencies are online (or gives up on shutdown).
+async fn start_when_ready(
+    registry: Registry,
+    config: Arc<ServiceConfig>,
+    tx: mpsc::UnboundedSender<Command>,
+    mut cancel: watch::Receiver<bool>,
+) {
+    let mut changes = registry.subscribe();
+    let mut last_waiting: Vec<String> = Vec::new();
+    loop {
+        let waiting: Vec<String> = config
+            .depends_on
+            .iter()
+            .filter(|d| registry.status(d.as_str()).map(|(s, _)| s) != Some(ServiceStatus::Online))
+            .map(|d| d.to_string())
+            .collect();
+        if waiting.is_empty() {
+            break;
+        }
+        if waiting != last_waiting {
+            log::info!("{} waits for {} to be online", config.name, waiting.join(", "));
+            last_waiting = waiting;
+        }
+        tokio::select! {
+            r = changes.recv() => if let Err(RecvError::Closed) = r { return },
+            _ = cancel.changed() => return,
+        }
+        if *cancel.borrow() {
+            return;
+        }
+    }
+    let (reply, rx) = oneshot::channel();
+    if tx.send(Command::Start(reply)).is_ok() {
+        report_autostart(config.name.as_str(), rx.await.unwrap_or(Err(SupervisorError::ShutDown)));
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StopState {
+    WaitingForDependents,
+    Stopping,
+    Done,
+}
+
+/// Stops every service task: dependents first, independent ones in parallel.
+async fn shutdown(services: &[(Arc<ServiceConfig>, mpsc::UnboundedSender<Command>)]) {
+    let names: Vec<String> = services.iter().map(|(c, _)| c.name.to_string()).collect();
+    let states = Rc::new(RefCell::new(vec![StopState::WaitingForDependents; services.len()]));
+    let mut done_tx = Vec::new();
+    let mut done_rx = HashMap::new();
+    for name in &names {
+        let (tx, rx) = watch::channel(false);
+        done_tx.push(tx);
+        done_rx.insert(name.clone(), rx);
+    }
+    let mut tasks = Vec::new();
+    for (i, ((config, tx), done)) in services.iter().zip(done_tx).enumerate() {
+        // Services that depend on this one stop first.
+        let dependents: Vec<watch::Receiver<bool>> = services
+            .iter()
+            .filter(|(other, _)| other.depends_on.iter().any(|d| d == &config.name))
+            .filter_map(|(other, _)| done_rx.get(other.name.as_str()).cloned())
+            .collect();
+        let tx = tx.clone();
+        let states = states.clone();
+        tasks.push(actix_rt::spawn(async move {
+            for mut d in dependents {
+                let _ = d.wait_for(|stopped| *stopped).await;
+            }
+            if let Some(s) = states.borrow_mut().get_mut(i) {
+                *s = StopState::Stopping;
+            }
+            let (reply, rx) = oneshot::channel();
+            if tx.send(Command::Shutdown(reply)).is_ok() {
+                let _ = rx.await;
+            }
+            if let Some(s) = states.borrow_mut().get_mut(i) {
+                *s = StopState::Done;
+            }
+            let _ = done.send(true);
+        }));
+    }
+    let all = futures_util::future::join_all(tasks);
+    tokio::pin!(all);
+    let started = Instant::now();
+    let mut ticker =
+        tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = &mut all => break,
+            _ = ticker.tick() => {
+                let states = states.borrow();
+                let describe = |want: StopState| -> Vec<&str> {
+                    names.iter().zip(states.iter()).filter(|(_, s)| **s == want).map(|(n, _)| n.as_str()).collect()
+                };
+                log::info!(
+                    "shutdown: {} s, still stopping: [{}], waiting for their dependents: [{}]",
+                    started.elapsed().as_secs(),
+                    describe(StopState::Stopping).join(", "),
+                    describe(StopState::WaitingForDependents).join(", ")
+                );
+            }
+        }
+    }
+    log::info!("shutdown: every service stopped in {} ms", started.elapsed().as_millis());
+}
