@@ -124,6 +124,7 @@ async fn run_in_system(args: SimArgs) -> std::io::Result<()> {
     let role = args.role.as_str();
     let mut signals = StopSignals::new(args.ignore_sigterm, role)?;
     if let Some(delay) = SimArgs::millis(args.startup_delay_ms) {
+        complain(format_args!("{role}: waiting {} ms before binding (--startup-delay-ms)", delay.as_millis()));
         tokio::select! {
             _ = actix_rt::time::sleep(delay) => {}
             sig = signals.wait() => {
