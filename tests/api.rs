@@ -32,7 +32,9 @@ async fn auth_roles_are_enforced() {
     // No token, a wrong token, a malformed header: 401.
     api.anonymous().get("/api/services").await.assert_error(401, "unauthorized");
     api.with_token("orch_0000").get("/api/services").await.assert_error(401, "unauthorized");
-    let r = api.send(api.anonymous().request("GET", "/api/settings").insert_header(("Authorization", "Basic eDp5")), None).await;
+    let r = api
+        .send(api.anonymous().request("GET", "/api/settings").insert_header(("Authorization", "Basic eDp5")), None)
+        .await;
     r.assert_error(401, "unauthorized");
 
     // A viewer reads but cannot write.
@@ -157,7 +159,8 @@ async fn settings_round_trip_and_survive_a_restart() {
 async fn batch_updates_are_atomic_and_if_match_is_compare_and_set() {
     let app = TestApp::spawn(&idle_config()).await;
     let api = app.client();
-    let r = api.json("PUT", "/api/settings", &json!({"risk.max_volume": 5.0, "symbols": ["EURUSD", "not a symbol"]})).await;
+    let r =
+        api.json("PUT", "/api/settings", &json!({"risk.max_volume": 5.0, "symbols": ["EURUSD", "not a symbol"]})).await;
     r.assert_error(400, "validation_failed");
     assert!(r.body["error"].as_str().unwrap().contains("symbols[1]"), "{:?}", r.body);
     let all = api.get("/api/settings").await;

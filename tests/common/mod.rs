@@ -185,14 +185,21 @@ impl TestApp {
     }
 
     pub fn client(&self) -> Api {
-        Api { base: format!("http://127.0.0.1:{}", self.port), token: Some(self.token.clone()), client: awc::Client::default() }
+        Api {
+            base: format!("http://127.0.0.1:{}", self.port),
+            token: Some(self.token.clone()),
+            client: awc::Client::default(),
+        }
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -277,7 +284,8 @@ impl Api {
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let bytes = res.body().limit(64 * 1024 * 1024).await.unwrap();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        let body =
+            serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         Reply { status, body, headers }
     }
 
@@ -341,4 +349,56 @@ pub fn zombie_children(parent: u32) -> Vec<u32> {
 
 pub fn path_exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// One simulated service of `role` named like the role, on `port`, with simulator flags and
+/// extra TOML lines.
+pub fn one_service(role: &str, port: u16, flags: &[&str], extra: &str) -> String {
+    let mut cmd = vec![exe().to_owned(), "sim".into(), role.into(), "--port".into(), port.to_string()];
+    cmd.extend(flags.iter().map(|f| (*f).to_owned()));
+    let cmd = cmd.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ");
+    format!(
+        "[[service]]\nname = \"{role}\"\ndisplay_name = \"{role} service\"\nroutes = [\"{role}-res\"]\nport = {port}\n\
+         command = [{cmd}]\n{extra}\n"
+    )
+}
+
+/// Timers shrunk so supervision tests run in seconds.
+pub const FAST: &[(&str, &str)] = &[
+    ("ORCHESTRATOR_HEALTH_INTERVAL_MS", "200"),
+    ("ORCHESTRATOR_HEALTH_TIMEOUT_MS", "300"),
+    ("ORCHESTRATOR_HEALTH_FAILURE_THRESHOLD", "2"),
+    ("ORCHESTRATOR_HEALTH_STARTUP_TIMEOUT_MS", "10000"),
+    ("ORCHESTRATOR_BACKOFF_INITIAL_MS", "50"),
+    ("ORCHESTRATOR_BACKOFF_MAX_MS", "400"),
+    ("ORCHESTRATOR_SERVICE_STOP_TIMEOUT_MS", "1500"),
+];
+
+impl Api {
+    /// Waits until the service's entry satisfies `pred`; returns it.
+    pub async fn wait_service(&self, name: &str, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let path = format!("/api/services/{name}");
+        let mut last = Value::Null;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.get(&path).await;
+            if r.status == 200 {
+                last = r.body["data"].clone();
+                if pred(&last) {
+                    return last;
+                }
+            }
+            assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {name} {what}; last: {last}");
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn wait_status(&self, name: &str, status: &str, timeout: Duration) -> Value {
+        self.wait_service(name, status, timeout, |e| e["status"] == status).await
+    }
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
 }

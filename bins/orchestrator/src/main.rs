@@ -84,7 +84,9 @@ fn main() -> ExitCode {
             }
         };
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).format_timestamp_millis().init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -153,7 +155,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// The configuration in force: `--config`, else `./orchestrator.toml`, else the built-in
 /// platform; then `ORCHESTRATOR_*` environment overrides; then command-line flags.
-fn effective_config(file: &Option<PathBuf>, bind: &Option<String>, data_dir: &Option<PathBuf>) -> anyhow::Result<Config> {
+fn effective_config(
+    file: &Option<PathBuf>,
+    bind: &Option<String>,
+    data_dir: &Option<PathBuf>,
+) -> anyhow::Result<Config> {
     let local = Path::new("orchestrator.toml");
     let mut config = match file {
         Some(path) => Config::load(path).with_context(|| format!("configuration {}", path.display()))?,
@@ -186,7 +192,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
         let url = format!("http://127.0.0.1:{}/", app.port());
         match token {
             Some(t) => log::info!("dashboard: {url}#token={t}"),
-            None => log::info!("dashboard: {url} (admin.token was removed; create a token with `orchestrator token create`)"),
+            None => log::info!(
+                "dashboard: {url} (admin.token was removed; create a token with `orchestrator token create`)"
+            ),
         }
         if app.admin_token().is_some() {
             log::info!("created the admin token in {}", data_dir.join("admin.token").display());

@@ -372,6 +372,15 @@ pub enum Problem {
         /// What it said or what was wrong with it.
         detail: String,
     },
+    /// A 4xx answer of a downstream service without an envelope: its status is kept.
+    UpstreamRejected {
+        /// Display name of the service.
+        service: String,
+        /// The service's HTTP status (4xx).
+        status: u16,
+        /// What it said.
+        detail: String,
+    },
     /// 500: nothing the user can fix; the cause is in the log.
     Internal,
 }
@@ -403,7 +412,23 @@ impl Problem {
             Problem::ServiceUnavailable { .. } => ErrorCode::ServiceUnavailable,
             Problem::UpstreamTimeout { .. } => ErrorCode::UpstreamTimeout,
             Problem::UpstreamError { .. } => ErrorCode::UpstreamError,
+            Problem::UpstreamRejected { status, .. } => match status {
+                401 => ErrorCode::Unauthorized,
+                403 => ErrorCode::Forbidden,
+                404 => ErrorCode::NotFound,
+                409 => ErrorCode::Conflict,
+                413 => ErrorCode::PayloadTooLarge,
+                _ => ErrorCode::ValidationFailed,
+            },
             Problem::Internal => ErrorCode::Internal,
+        }
+    }
+
+    /// The HTTP status to answer with: the code's, except a downstream 4xx keeps its own.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Problem::UpstreamRejected { status, .. } if (400..500).contains(status) => *status,
+            other => other.code().http_status(),
         }
     }
 
@@ -429,6 +454,9 @@ impl Problem {
                     format!("A(z) {service} nem válaszolt időben ({} mp).", seconds(*timeout_ms, ','))
                 }
                 Problem::UpstreamError { service, detail } => format!("A(z) {service} hibát jelzett: {detail}"),
+                Problem::UpstreamRejected { service, detail, .. } => {
+                    format!("A(z) {service} elutasította a kérést: {detail}")
+                }
                 Problem::Internal => "Belső hiba történt. Kérjük, próbálja újra később.".into(),
             },
             Lang::En => match self {
@@ -450,6 +478,7 @@ impl Problem {
                     format!("{service} did not respond in time ({} s).", seconds(*timeout_ms, '.'))
                 }
                 Problem::UpstreamError { service, detail } => format!("{service} reported an error: {detail}"),
+                Problem::UpstreamRejected { service, detail, .. } => format!("{service} rejected the request: {detail}"),
                 Problem::Internal => "An internal error occurred. Please try again later.".into(),
             },
         }
@@ -526,6 +555,15 @@ mod tests {
             let wire = serde_json::to_string(&code).unwrap_or_default();
             assert_eq!(wire, format!("\"{}\"", code.as_str()));
         }
+    }
+
+    #[test]
+    fn downstream_rejections_keep_their_status() {
+        let p = |status| Problem::UpstreamRejected { service: "Data Service".into(), status, detail: "unknown symbol".into() };
+        assert_eq!((p(404).http_status(), p(404).code()), (404, ErrorCode::NotFound));
+        assert_eq!((p(422).http_status(), p(422).code()), (422, ErrorCode::ValidationFailed));
+        assert_eq!(p(400).message(Lang::Hu), "A(z) Data Service elutasította a kérést: unknown symbol");
+        assert_eq!(Problem::Internal.http_status(), 500);
     }
 
     #[test]

@@ -10,19 +10,13 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, web};
-use gateway_core::{Access, Problem, Role};
+use gateway_core::{Access, Problem};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Who is calling.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    /// Token name.
-    pub name: String,
-    /// Token role.
-    pub role: Role,
-}
+/// Who is calling (the same principal the hub records for its clients).
+pub use hub::Principal;
 
 /// Explicit entries: (method, router pattern, access). `*` matches any method.
 const ACCESS_TABLE: &[(&str, &str, Access)] = &[
@@ -66,6 +60,13 @@ pub fn access_table() -> &'static [(&'static str, &'static str, Access)] {
     ACCESS_TABLE
 }
 
+/// The one route that also accepts `?ticket=`.
+const TICKET_ROUTE: &str = "/api/events/stream";
+
+fn ticket(req: &ServiceRequest) -> Option<String> {
+    req.query_string().split('&').find_map(|pair| pair.strip_prefix("ticket=")).map(str::to_owned)
+}
+
 fn bearer(req: &ServiceRequest) -> Option<String> {
     let value = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
@@ -73,7 +74,10 @@ fn bearer(req: &ServiceRequest) -> Option<String> {
 }
 
 /// The auth middleware (inside the request-context middleware).
-pub async fn authenticate(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, Error> {
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let access = required_access(req.method(), req.match_pattern().as_deref());
     if access == Access::Public {
         return next.call(req).await;
@@ -81,18 +85,24 @@ pub async fn authenticate(req: ServiceRequest, next: Next<impl MessageBody>) -> 
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Err(ApiError::Internal("application state missing".into()).into());
     };
-    let Some(token) = bearer(&req) else {
+    let principal = match bearer(&req) {
+        Some(token) => {
+            let store = state.settings.clone();
+            let info =
+                web::block(move || store.verify_token(&token)).await.map_err(ApiError::from)?.map_err(ApiError::from)?;
+            info.map(|i| Principal { name: i.name, role: i.role })
+        }
+        // Browsers cannot set headers on an EventSource: the SSE stream also takes a ticket.
+        None if req.match_pattern().as_deref() == Some(TICKET_ROUTE) => ticket(&req).and_then(|t| state.tickets.redeem(&t)),
+        None => None,
+    };
+    let Some(principal) = principal else {
         return Err(ApiError::Problem(Problem::Unauthorized).into());
     };
-    let store = state.settings.clone();
-    let info = web::block(move || store.verify_token(&token)).await.map_err(ApiError::from)?.map_err(ApiError::from)?;
-    let Some(info) = info else {
-        return Err(ApiError::Problem(Problem::Unauthorized).into());
-    };
-    if !info.role.permits(access) {
+    if !principal.role.permits(access) {
         return Err(ApiError::Problem(Problem::Forbidden).into());
     }
-    req.extensions_mut().insert(Principal { name: info.name, role: info.role });
+    req.extensions_mut().insert(principal);
     next.call(req).await
 }
 

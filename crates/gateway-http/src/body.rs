@@ -11,7 +11,11 @@ use crate::error::ApiError;
 
 /// Reads the whole body, refusing more than `limit` bytes (413), also when the declared
 /// `Content-Length` already says so.
-pub async fn read_limited(req: &actix_web::HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
+pub async fn read_limited(
+    req: &actix_web::HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
     let declared = req
         .headers()
         .get(actix_web::http::header::CONTENT_LENGTH)
@@ -143,7 +147,11 @@ mod tests {
             (b"{\"volume\": 1}", "symbol", Reason::Missing),
             (b"{\"symbol\": 5, \"volume\": 1}", "symbol", Reason::WrongType { expected: JsonType::String }),
             (b"{\"symbol\": \"A\", \"volume\": \"1\"}", "volume", Reason::WrongType { expected: JsonType::Number }),
-            (b"{\"symbol\": \"A\", \"volume\": 1, \"tags\": \"a\"}", "tags", Reason::WrongType { expected: JsonType::Array }),
+            (
+                b"{\"symbol\": \"A\", \"volume\": 1, \"tags\": \"a\"}",
+                "tags",
+                Reason::WrongType { expected: JsonType::Array },
+            ),
             (
                 b"{\"symbol\": \"A\", \"volume\": 1, \"inner\": {\"count\": -1}}",
                 "inner.count",

@@ -40,10 +40,11 @@ impl FromRequest for RequestCtx {
     type Future = std::future::Ready<Result<Self, Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let ctx = req.extensions().get::<RequestCtx>().cloned().unwrap_or_else(|| RequestCtx {
-            request_id: new_request_id(),
-            lang: Lang::default(),
-        });
+        let ctx = req
+            .extensions()
+            .get::<RequestCtx>()
+            .cloned()
+            .unwrap_or_else(|| RequestCtx { request_id: new_request_id(), lang: Lang::default() });
         std::future::ready(Ok(ctx))
     }
 }

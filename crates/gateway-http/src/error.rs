@@ -19,6 +19,9 @@ pub enum ApiError {
     /// The supervisor refused or failed.
     #[error("supervisor")]
     Supervisor(#[from] supervisor::SupervisorError),
+    /// The hub refused (invalid event, unknown client) or has stopped.
+    #[error("hub")]
+    Hub(#[from] hub::HubError),
     /// A blocking task could not run (thread pool gone).
     #[error("blocking task failed")]
     Blocking(#[from] actix_web::error::BlockingError),
@@ -46,6 +49,14 @@ impl ApiError {
             ApiError::Problem(p) => p.clone(),
             ApiError::Settings(e) => e.problem(),
             ApiError::Supervisor(e) => e.problem(),
+            ApiError::Hub(e) => match e {
+                hub::HubError::Invalid(f) => Problem::Validation(f.clone()),
+                hub::HubError::NotFound(_) => Problem::NotFound,
+                hub::HubError::TooManyTopics { max } => {
+                    Problem::invalid("topics", gateway_core::Reason::TooLong { max: *max })
+                }
+                hub::HubError::Stopped => Problem::Internal,
+            },
             ApiError::Blocking(_) | ApiError::Internal(_) => Problem::Internal,
         }
     }
@@ -72,12 +83,12 @@ fn cause_chain(e: &dyn std::error::Error) -> String {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        StatusCode::from_u16(self.problem().code().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        StatusCode::from_u16(self.problem().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     fn error_response(&self) -> HttpResponse {
         let problem = self.problem();
-        let cause = (problem.code().http_status() >= 500).then(|| cause_chain(self));
+        let cause = (problem.http_status() >= 500).then(|| cause_chain(self));
         let mut res = problem_response(&problem, Lang::Hu, "");
         res.extensions_mut().insert(ProblemReport { problem, cause });
         res
@@ -86,7 +97,7 @@ impl ResponseError for ApiError {
 
 /// The envelope for a problem (used directly where no middleware runs, e.g. WebSocket upgrade).
 pub(crate) fn problem_response(problem: &Problem, lang: Lang, request_id: &str) -> HttpResponse {
-    let status = StatusCode::from_u16(problem.code().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = StatusCode::from_u16(problem.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let envelope: gateway_core::Envelope<()> = gateway_core::Envelope::failure(problem, lang, request_id);
     HttpResponse::build(status).json(envelope)
 }

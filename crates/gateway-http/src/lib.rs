@@ -5,13 +5,18 @@
 //! Only this crate knows actix-web and HTTP status codes. Handlers are thin: extract, call one
 //! library function, map to the envelope.
 
+mod aggregate;
 mod auth;
 mod body;
 mod context;
 mod error;
+mod forward;
+mod propagation;
+mod realtime;
 pub mod routes;
 mod startup;
 mod state;
+mod upstream;
 
 pub use auth::{Principal, required_access};
 pub use context::RequestCtx;

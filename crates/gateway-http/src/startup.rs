@@ -58,7 +58,8 @@ impl Application {
     pub async fn build(config: Config) -> Result<Application, StartupError> {
         let bind = config.gateway.bind_addr()?;
         let data_dir = config.gateway.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
+        std::fs::create_dir_all(&data_dir)
+            .map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
         let settings = SettingsStore::open(&data_dir.join("setup.db"))?;
         let admin_token = settings.ensure_admin_token(&data_dir)?;
         let registry = Registry::new(&config.services);
@@ -66,15 +67,33 @@ impl Application {
             SupervisorConfig { health: config.health.clone(), data_dir: data_dir.clone() },
             registry.clone(),
         )?;
-        let state = AppState { config: Arc::new(config), registry, settings, supervisor };
+        let limits = crate::state::CachedLimits::load(&settings)?;
+        let propagation = crate::propagation::start(registry.clone(), settings.clone());
+        let hub = hub::Hub::start(hub_config(&config.hub));
+        crate::realtime::start_ingest(registry.clone(), hub.clone());
+        let tickets = crate::realtime::Tickets::default();
+        let authenticator = crate::realtime::authenticator(settings.clone(), tickets.clone());
+        let state = AppState {
+            config: Arc::new(config),
+            registry,
+            settings,
+            supervisor,
+            limits: Arc::new(parking_lot::RwLock::new(Arc::new(limits))),
+            propagation,
+            hub,
+            tickets,
+            authenticator,
+        };
 
-        let listener = TcpListener::bind(bind).map_err(|source| StartupError::Bind { addr: bind.to_string(), source })?;
+        let listener =
+            TcpListener::bind(bind).map_err(|source| StartupError::Bind { addr: bind.to_string(), source })?;
         if !bind.ip().is_loopback() {
             log::warn!(
                 "listening on {bind}, which is reachable from other machines: use TLS in front of it and keep tokens secret"
             );
         }
-        let port = listener.local_addr().map_err(|source| StartupError::Bind { addr: bind.to_string(), source })?.port();
+        let port =
+            listener.local_addr().map_err(|source| StartupError::Bind { addr: bind.to_string(), source })?.port();
         let data = web::Data::new(state.clone());
         let server = HttpServer::new(move || {
             App::new()
@@ -118,8 +137,22 @@ impl Application {
         actix_rt::spawn(async move { starter.start_all().await });
         let result = self.server.await;
         log::info!("gateway stopped; stopping services");
+        self.state.hub.shutdown().await;
         supervisor.shutdown().await;
         log::info!("all services stopped");
         result
+    }
+}
+
+fn hub_config(c: &registry::HubConfig) -> hub::HubConfig {
+    let ms = std::time::Duration::from_millis;
+    hub::HubConfig {
+        ring_size: c.ring_size,
+        ring_max_age: ms(c.ring_max_age_ms),
+        client_queue: c.client_queue,
+        auth_timeout: ms(c.auth_timeout_ms),
+        ping_interval: ms(c.ping_interval_ms),
+        idle_timeout: ms(c.idle_timeout_ms),
+        ..hub::HubConfig::default()
     }
 }

@@ -1,10 +1,16 @@
 //! The state shared by every handler.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use registry::{Config, Registry};
+use gateway_core::validate::Limits;
+use parking_lot::RwLock;
+use registry::{Config, Registry, ServiceConfig};
 use settings::SettingsStore;
 use supervisor::SupervisorHandle;
+
+/// The service whose resources only accept symbols listed in the `symbols` setting.
+pub const DATA_SERVICE: &str = "data";
 
 /// Everything a handler may need; cloned cheaply into each worker.
 #[derive(Clone)]
@@ -17,4 +23,69 @@ pub struct AppState {
     pub settings: SettingsStore,
     /// Process lifecycle.
     pub supervisor: SupervisorHandle,
+    /// The settings forwarding validation needs, kept in memory and refreshed on every change
+    /// (the API is the only writer of settings).
+    pub limits: Arc<RwLock<Arc<CachedLimits>>>,
+    /// Pushes committed settings changes to the services that depend on them.
+    pub propagation: crate::propagation::Propagation,
+    /// Real-time fan-out.
+    pub hub: hub::HubHandle,
+    /// One-time tickets for browsers.
+    pub tickets: crate::realtime::Tickets,
+    /// Checks WebSocket credentials.
+    pub authenticator: hub::Authenticator,
+}
+
+/// Validation limits in two flavours: with the symbol list (data service) and without.
+#[derive(Debug, Default)]
+pub struct CachedLimits {
+    /// `symbols` must be listed.
+    pub strict: Limits,
+    /// Format only.
+    pub lenient: Limits,
+}
+
+impl CachedLimits {
+    /// Reads the settings the limits depend on (blocking: SQLite).
+    pub fn load(store: &SettingsStore) -> Result<CachedLimits, settings::SettingsError> {
+        let values = store.values(&["symbols".to_owned(), "risk.max_volume".to_owned()])?;
+        let symbols: HashSet<String> = values
+            .get("symbols")
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        let max_volume = values.get("risk.max_volume").and_then(|v| v.as_f64()).unwrap_or(1.0);
+        Ok(CachedLimits {
+            strict: Limits { symbols: Some(symbols), max_volume },
+            lenient: Limits { symbols: None, max_volume },
+        })
+    }
+}
+
+/// Borrowed limits for one request.
+pub struct LimitsGuard {
+    cached: Arc<CachedLimits>,
+    strict: bool,
+}
+
+impl std::ops::Deref for LimitsGuard {
+    type Target = Limits;
+    fn deref(&self) -> &Limits {
+        if self.strict { &self.cached.strict } else { &self.cached.lenient }
+    }
+}
+
+impl AppState {
+    /// The validation limits for requests to this service.
+    pub fn limits_for(&self, service: &ServiceConfig) -> LimitsGuard {
+        LimitsGuard { cached: self.limits.read().clone(), strict: service.name.as_str() == DATA_SERVICE }
+    }
+
+    /// Re-reads the limits after a settings change (blocking: SQLite).
+    pub fn refresh_limits(&self) {
+        match CachedLimits::load(&self.settings) {
+            Ok(fresh) => *self.limits.write() = Arc::new(fresh),
+            Err(e) => log::error!("cannot refresh validation limits from settings: {e}"),
+        }
+    }
 }

@@ -22,6 +22,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(health::configure)
     .configure(services::configure)
     .configure(settings::configure)
+    .configure(crate::aggregate::configure)
+    .configure(crate::realtime::configure)
+    // Last: the catch-all forwarding routes.
+    .configure(crate::forward::configure)
     .default_service(web::to(not_found));
 }
 

@@ -73,7 +73,7 @@ async fn put(
     let store = state.settings.clone();
     let key = key.into_inner();
     let entry = web::block(move || store.put(&key, value, expected)).await??;
-    changed(&state, BTreeMap::from([(entry.key.clone(), entry.value.clone())]));
+    changed(&state, BTreeMap::from([(entry.key.clone(), entry.value.clone())])).await;
     Ok(with_etag(&ctx, &entry))
 }
 
@@ -87,7 +87,7 @@ async fn put_batch(
     let changes: serde_json::Map<String, serde_json::Value> = body::decode(&bytes)?;
     let store = state.settings.clone();
     let entries = web::block(move || store.put_batch(&changes)).await??;
-    changed(&state, entries.iter().map(|(k, e)| (k.clone(), e.value.clone())).collect());
+    changed(&state, entries.iter().map(|(k, e)| (k.clone(), e.value.clone())).collect()).await;
     Ok(ctx.ok(entries))
 }
 
@@ -101,12 +101,20 @@ async fn reset(
     let store = state.settings.clone();
     let key = key.into_inner();
     let entry = web::block(move || store.reset(&key, expected)).await??;
-    changed(&state, BTreeMap::from([(entry.key.clone(), entry.value.clone())]));
+    changed(&state, BTreeMap::from([(entry.key.clone(), entry.value.clone())])).await;
     Ok(with_etag(&ctx, &entry))
 }
 
-/// After a committed change: tell whoever depends on it.
-fn changed(state: &AppState, changes: BTreeMap<String, serde_json::Value>) {
+/// After a committed change: refresh what validation caches, and tell whoever depends on it.
+async fn changed(state: &web::Data<AppState>, changes: BTreeMap<String, serde_json::Value>) {
     log::info!("settings changed: {}", changes.keys().cloned().collect::<Vec<_>>().join(", "));
-    let _ = state;
+    let refresh = state.clone();
+    if let Err(e) = web::block(move || refresh.refresh_limits()).await {
+        log::error!("cannot refresh validation limits: {e}");
+    }
+    crate::realtime::system_event(
+        &state.hub,
+        serde_json::json!({ "kind": "settings_changed", "keys": changes.keys().collect::<Vec<_>>() }),
+    );
+    state.propagation.changed(changes);
 }

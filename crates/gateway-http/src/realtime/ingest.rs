@@ -1,0 +1,139 @@
+//! Events into the hub from the platform itself: `service_status` on every registry change,
+//! `system` notices when a service gives up, and each online service's own `events_path`
+//! WebSocket (an awc client that reconnects with backoff while the service is online).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use gateway_core::{EventType, ServiceStatus, SubState, Topic};
+use hub::HubHandle;
+use registry::{Registry, ServiceConfig};
+use serde_json::json;
+use tokio::sync::broadcast;
+
+/// Largest event frame accepted from a service.
+const MAX_EVENT_FRAME: usize = 1024 * 1024;
+
+/// Starts the wiring on the current (actix) thread.
+pub fn start(registry: Registry, hub: HubHandle) {
+    let mut changes = registry.subscribe();
+    let publisher = hub.clone();
+    actix_rt::spawn(async move {
+        loop {
+            match changes.recv().await {
+                Ok(change) => {
+                    if !change.status_changed() {
+                        continue;
+                    }
+                    let entry = &change.entry;
+                    let Ok(topic) = Topic::of(EventType::ServiceStatus, Some(&entry.name)) else { continue };
+                    let data = serde_json::to_value(entry).unwrap_or_default();
+                    if let Err(e) = publisher.publish(EventType::ServiceStatus, topic, data, None) {
+                        log::warn!("cannot publish service_status of {}: {e}", entry.name);
+                    }
+                    let gave_up = entry.status == ServiceStatus::Error
+                        && change.previous_sub_state != entry.sub_state
+                        && matches!(entry.sub_state, Some(SubState::CrashLoop) | Some(SubState::PortConflict) | None);
+                    if gave_up {
+                        system(
+                            &publisher,
+                            json!({
+                                "kind": "service_gave_up",
+                                "service": entry.name,
+                                "display_name": entry.display_name,
+                                "sub_state": entry.sub_state,
+                                "last_error": entry.last_error,
+                            }),
+                        );
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    log::warn!("service_status publishing missed {n} changes; republishing every service");
+                    for entry in registry.entries() {
+                        if let Ok(topic) = Topic::of(EventType::ServiceStatus, Some(&entry.name)) {
+                            let _ = publisher.publish(
+                                EventType::ServiceStatus,
+                                topic,
+                                serde_json::to_value(&entry).unwrap_or_default(),
+                                None,
+                            );
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    for config in registry.configs() {
+        if config.events_path.is_some() {
+            actix_rt::spawn(follow(config, registry.clone(), hub.clone()));
+        }
+    }
+}
+
+/// Publishes a `system` notice.
+pub fn system(hub: &HubHandle, data: serde_json::Value) {
+    let Ok(topic) = Topic::of(EventType::System, None) else { return };
+    if let Err(e) = hub.publish(EventType::System, topic, data, None) {
+        log::warn!("cannot publish a system event: {e}");
+    }
+}
+
+fn online(registry: &Registry, name: &str) -> bool {
+    registry.status(name).is_some_and(|(s, _)| s == ServiceStatus::Online)
+}
+
+/// Follows one service's event socket for the orchestrator's lifetime.
+async fn follow(config: Arc<ServiceConfig>, registry: Registry, hub: HubHandle) {
+    let Some(path) = config.events_path.clone() else { return };
+    let name = config.name.to_string();
+    let url = format!("ws://{}{}", config.authority(), path);
+    let mut changes = registry.subscribe();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        // Wait until the service is online.
+        while !online(&registry, &name) {
+            match changes.recv().await {
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+        let client = awc::Client::builder().timeout(Duration::from_secs(5)).finish();
+        match client.ws(url.as_str()).max_frame_size(MAX_EVENT_FRAME).connect().await {
+            Ok((_res, mut framed)) => {
+                log::info!("following events of {name} at {url}");
+                delay = Duration::from_millis(100);
+                let mut invalid = 0u64;
+                while let Some(frame) = framed.next().await {
+                    match frame {
+                        Ok(awc::ws::Frame::Text(bytes)) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                            Ok(item) => {
+                                if let Err(e) = hub.publish_raw(item) {
+                                    invalid += 1;
+                                    if invalid <= 3 || invalid.is_power_of_two() {
+                                        log::warn!("{name} sent an invalid event ({invalid} so far): {e}");
+                                    }
+                                }
+                            }
+                            Err(e) => log::warn!("{name} sent a frame that is not JSON: {e}"),
+                        },
+                        Ok(awc::ws::Frame::Close(reason)) => {
+                            log::info!("{name} closed its event socket: {reason:?}");
+                            break;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            log::info!("event socket of {name} failed: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => log::debug!("cannot connect to the events of {name} ({url}): {e}"),
+        }
+        // Reconnect with backoff while the service stays online.
+        actix_rt::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,52 @@
+//! Real-time adapters (SPEC §6): the `/ws` WebSocket and the SSE stream on top of the
+//! transport-agnostic hub, one-time tickets for browsers, hub introspection, event ingest
+//! (`POST /api/events` and the services' own `/events` sockets), and the gateway's own
+//! `service_status` / `system` events.
+
+mod ingest;
+mod routes;
+mod sse;
+mod tickets;
+mod ws;
+
+pub use ingest::{start as start_ingest, system as system_event};
+pub use routes::configure;
+pub use tickets::Tickets;
+
+use gateway_core::Role;
+use hub::{Authenticator, Credential, Principal};
+use settings::SettingsStore;
+
+/// The hub authenticator: tokens are checked against the store (on the blocking pool),
+/// tickets are taken from the ticket book (one use each).
+pub fn authenticator(store: SettingsStore, tickets: Tickets) -> Authenticator {
+    Authenticator::new_async(move |credential: Credential| {
+        let store = store.clone();
+        let tickets = tickets.clone();
+        async move {
+            match credential {
+                Credential::Ticket(t) => tickets.redeem(&t),
+                Credential::Token(t) => {
+                    let verified = tokio::task::spawn_blocking(move || store.verify_token(&t)).await;
+                    match verified {
+                        Ok(Ok(Some(info))) => Some(Principal { name: info.name, role: info.role }),
+                        Ok(Ok(None)) => None,
+                        Ok(Err(e)) => {
+                            log::error!("verifying a WebSocket token failed: {e}");
+                            None
+                        }
+                        Err(e) => {
+                            log::error!("verifying a WebSocket token failed: {e}");
+                            None
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Whether a principal may subscribe (viewer and operator; not service).
+pub fn may_subscribe(role: Role) -> bool {
+    role.permits(gateway_core::Access::Read)
+}

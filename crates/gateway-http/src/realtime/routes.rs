@@ -1,0 +1,65 @@
+//! Routes of the real-time part: `/ws`, SSE, tickets, event ingest and hub introspection.
+
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use gateway_core::{Problem, Reason};
+use serde_json::Value;
+
+use crate::auth::Principal;
+use crate::body;
+use crate::context::RequestCtx;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+use super::{sse, tickets, ws};
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws", web::get().to(ws::websocket))
+        .route("/api/events/stream", web::get().to(sse::stream))
+        .route("/api/events", web::post().to(ingest))
+        .route("/api/auth/ticket", web::post().to(ticket))
+        .route("/api/hub/clients", web::get().to(clients))
+        .route("/api/hub/clients/{id}/send", web::post().to(send));
+}
+
+async fn ticket(req: HttpRequest, state: web::Data<AppState>, ctx: RequestCtx) -> Result<HttpResponse, ApiError> {
+    let principal = req.extensions().get::<Principal>().cloned().ok_or(Problem::Unauthorized)?;
+    let ticket = state.tickets.issue(principal);
+    Ok(ctx.ok(serde_json::json!({
+        "ticket": ticket,
+        "expires_in_ms": tickets::TICKET_TTL.as_millis() as u64,
+    })))
+}
+
+/// `POST /api/events`: a JSON array of `{type, topic?, data, timestamp?}`, all or nothing.
+async fn ingest(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    ctx: RequestCtx,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read_limited(&req, payload, state.config.gateway.max_body_bytes).await?;
+    let items: Vec<Value> = body::decode(&bytes)?;
+    if items.is_empty() {
+        return Err(Problem::invalid("body", Reason::TooShort { min: 1 }).into());
+    }
+    let accepted = state.hub.publish_raw_batch(items)?;
+    Ok(ctx.ok(serde_json::json!({ "accepted": accepted })))
+}
+
+async fn clients(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {
+    ctx.ok(state.hub.clients().await)
+}
+
+async fn send(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    ctx: RequestCtx,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read_limited(&req, payload, state.config.gateway.max_body_bytes).await?;
+    let data: Value = body::decode(&bytes)?;
+    state.hub.send_to(&id, data).await?;
+    Ok(ctx.ok(serde_json::json!({ "sent": true })))
+}

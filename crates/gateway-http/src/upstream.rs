@@ -1,0 +1,156 @@
+//! Calls to downstream services: one pooled awc client per worker thread, deadlines, the one
+//! retry of an idempotent GET that failed to connect, and the classification of failures into
+//! 503 / 504 / 502 problems that name the service.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::{Method, StatusCode, header};
+use awc::error::{ConnectError, SendRequestError};
+use bytes::Bytes;
+use gateway_core::Problem;
+use registry::ServiceConfig;
+
+/// Largest downstream body the gateway accepts (bigger answers are a 502).
+pub const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+
+thread_local! {
+    static CLIENT: awc::Client = awc::Client::builder()
+        .disable_timeout()
+        .disable_redirects()
+        .no_default_headers()
+        .connector(
+            awc::Connector::new()
+                .timeout(Duration::from_secs(5))
+                .limit(1024)
+                .conn_keep_alive(Duration::from_secs(15))
+                .conn_lifetime(Duration::from_secs(300)),
+        )
+        .finish();
+}
+
+/// This worker's client (connections are pooled per worker).
+pub fn client() -> awc::Client {
+    CLIENT.with(Clone::clone)
+}
+
+/// A downstream answer.
+#[derive(Debug)]
+pub struct UpstreamReply {
+    /// Its status.
+    pub status: StatusCode,
+    /// Its content type, if any.
+    pub content_type: Option<header::HeaderValue>,
+    /// Its body.
+    pub body: Bytes,
+}
+
+/// Why a call failed, before it is turned into a [`Problem`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Nothing listens (or the connection broke before a request went out): 503.
+    Connect,
+    /// No complete answer within the deadline: 504.
+    Timeout,
+    /// The service answered garbage or broke the connection mid-answer: 502.
+    Broken,
+}
+
+impl Failure {
+    /// The user-facing problem for this failure of `service`.
+    pub fn problem(self, service: &ServiceConfig, timeout: Duration) -> Problem {
+        let name = service.display_name.clone();
+        match self {
+            Failure::Connect => Problem::ServiceUnavailable { service: name },
+            Failure::Timeout => Problem::UpstreamTimeout {
+                service: name,
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            },
+            Failure::Broken => Problem::UpstreamError { service: name, detail: "érvénytelen válasz".into() },
+        }
+    }
+
+    /// A short label for metrics and `meta.sources`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Failure::Connect => "unavailable",
+            Failure::Timeout => "timeout",
+            Failure::Broken => "error",
+        }
+    }
+}
+
+fn classify(e: &SendRequestError) -> Failure {
+    match e {
+        SendRequestError::Connect(ConnectError::Timeout) => Failure::Timeout,
+        SendRequestError::Connect(_) => Failure::Connect,
+        SendRequestError::Timeout => Failure::Timeout,
+        // A pooled keep-alive connection the service closed (e.g. it restarted): nothing was
+        // processed, so this counts as a connect failure (retried for GET).
+        SendRequestError::Send(_) => Failure::Connect,
+        _ => Failure::Broken,
+    }
+}
+
+/// One outgoing request.
+pub struct Call<'a> {
+    /// The service.
+    pub service: &'a ServiceConfig,
+    /// Method.
+    pub method: Method,
+    /// `/resource/tail?query`, already safe.
+    pub path_and_query: &'a str,
+    /// Headers to pass on (content type, accept, request id…).
+    pub headers: Vec<(header::HeaderName, header::HeaderValue)>,
+    /// Body (empty for none).
+    pub body: Bytes,
+    /// The whole budget of this call, connect to last byte.
+    pub timeout: Duration,
+}
+
+/// Sends the call; a GET that failed to connect is retried once within the same deadline.
+pub async fn send(call: Call<'_>) -> Result<UpstreamReply, Failure> {
+    let deadline = Instant::now() + call.timeout;
+    let url = format!("http://{}{}", call.service.authority(), call.path_and_query);
+    let retries = if call.method == Method::GET { 1 } else { 0 };
+    let mut attempt = 0;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(Failure::Timeout);
+        }
+        let mut req = client().request(call.method.clone(), &url).timeout(remaining);
+        for (name, value) in &call.headers {
+            req = req.insert_header((name.clone(), value.clone()));
+        }
+        let sent = if call.body.is_empty() && call.method == Method::GET {
+            req.send().await
+        } else {
+            req.send_body(call.body.clone()).await
+        };
+        match sent {
+            Ok(mut res) => {
+                let status = res.status();
+                let content_type = res.headers().get(header::CONTENT_TYPE).cloned();
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let body = match actix_rt::time::timeout(remaining, res.body().limit(MAX_UPSTREAM_BODY)).await {
+                    Ok(Ok(body)) => body,
+                    Ok(Err(e)) => {
+                        log::debug!("reading the answer of {} failed: {e}", call.service.name);
+                        return Err(Failure::Broken);
+                    }
+                    Err(_) => return Err(Failure::Timeout),
+                };
+                return Ok(UpstreamReply { status, content_type, body });
+            }
+            Err(e) => {
+                let failure = classify(&e);
+                log::debug!("{} {} failed: {e} ({failure:?})", call.method, url);
+                if failure == Failure::Connect && attempt < retries {
+                    attempt += 1;
+                    continue;
+                }
+                return Err(failure);
+            }
+        }
+    }
+}

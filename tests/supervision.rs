@@ -1,0 +1,252 @@
+//! Black-box supervision tests: the real binary supervising real simulated services.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+const LONG: Duration = Duration::from_secs(20);
+
+fn kill(pid: u32, sig: Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+fn pid_of(entry: &serde_json::Value) -> u32 {
+    entry["pid"].as_u64().expect("pid") as u32
+}
+
+#[actix_rt::test]
+async fn the_platform_comes_up_and_logs_are_captured() {
+    let services = Services::new();
+    let app = TestApp::spawn_with_env(&services.toml(true, "", |_| Vec::new()), FAST).await;
+    let api = app.client();
+    for name in ["data", "mt5", "strategy", "pattern"] {
+        let e = api.wait_status(name, "online", LONG).await;
+        assert!(alive(pid_of(&e)));
+        assert_eq!(e["kind"], "managed");
+    }
+    let health = api.anonymous().get("/api/health").await;
+    assert_eq!(health.data()["status"], "ok");
+    let r = api.get("/api/services/data/logs?tail=5").await;
+    let lines = r.data()["lines"].as_array().unwrap().clone();
+    assert!(!lines.is_empty() && lines.len() <= 5, "{lines:?}");
+    assert!(lines.iter().all(|l| l["at"].is_string() && l["stream"].is_string() && l["line"].is_string()));
+    api.get("/api/services/data/logs?tail=0").await.assert_error(400, "validation_failed");
+    let log_file = app.data_dir().join("logs").join("data.log");
+    let text = std::fs::read_to_string(&log_file).unwrap();
+    assert!(text.contains("listening"), "{text}");
+    assert!(app.data_dir().join("run").join("data.pid").exists());
+}
+
+#[actix_rt::test]
+async fn kill_9_of_a_service_brings_it_back_once() {
+    let port = free_port();
+    let app = TestApp::spawn_with_env(&one_service("data", port, &[], "autostart = true"), FAST).await;
+    let api = app.client();
+    let first = api.wait_status("data", "online", LONG).await;
+    let old = pid_of(&first);
+    kill(old, Signal::SIGKILL);
+    let back = api.wait_service("data", "online with a new pid", LONG, |e| e["status"] == "online" && e["pid"] != first["pid"]).await;
+    assert_eq!(back["restarts"], 1, "{back}");
+    assert_eq!(back["last_exit"]["signal"], "SIGKILL", "{back}");
+    let copies = processes_matching(&format!("--port {port}"));
+    assert_eq!(copies, vec![pid_of(&back)], "exactly one copy runs");
+    assert!(zombie_children(app.pid()).is_empty(), "no zombies");
+}
+
+#[actix_rt::test]
+async fn start_twice_is_a_conflict_and_stop_twice_too() {
+    let port = free_port();
+    let app = TestApp::spawn_with_env(&one_service("data", port, &[], "autostart = false"), FAST).await;
+    let api = app.client();
+    let r = api.post("/api/services/data/start").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = api.post("/api/services/data/start").await;
+    r.assert_error(409, "conflict");
+    assert_eq!(r.body["error"], "A(z) data service már fut.");
+    api.wait_status("data", "online", LONG).await;
+    api.post("/api/services/data/start").await.assert_error(409, "conflict");
+    assert_eq!(processes_matching(&format!("--port {port}")).len(), 1);
+    let r = api.post("/api/services/data/stop").await;
+    assert_eq!(r.data()["status"], "stopped");
+    api.post("/api/services/data/stop").await.assert_error(409, "conflict");
+    assert!(processes_matching(&format!("--port {port}")).is_empty());
+    api.post("/api/services/nope/start").await.assert_error(404, "not_found");
+    api.post("/api/services/data/explode").await.assert_error(404, "not_found");
+}
+
+#[actix_rt::test]
+async fn crash_during_startup_reports_exit_code_and_last_lines() {
+    let port = free_port();
+    let config = one_service("data", port, &["--fail-startup", "--exit-code", "3"], "restart = \"never\"");
+    let app = TestApp::spawn_with_env(&config, FAST).await;
+    let api = app.client();
+    let e = api.wait_status("data", "error", LONG).await;
+    assert_eq!(e["last_exit"]["code"], 3, "{e}");
+    let last_error = e["last_error"].as_str().unwrap_or("");
+    assert!(last_error.contains('3'), "{e}");
+    assert!(last_error.to_lowercase().contains("startup"), "the simulator's last line is included: {e}");
+}
+
+#[actix_rt::test]
+async fn hung_health_goes_offline_then_restarts() {
+    let port = free_port();
+    let config = one_service("data", port, &["--hang-health-after-ms", "1000"], "");
+    let app = TestApp::spawn_with_env(&config, FAST).await;
+    let api = app.client();
+    let first = api.wait_status("data", "online", LONG).await;
+    let seen_offline = api
+        .wait_service("data", "offline or restarted", LONG, |e| e["status"] == "offline" || e["pid"] != first["pid"])
+        .await;
+    assert!(seen_offline["consecutive_failures"].as_u64().unwrap_or(0) >= 1 || seen_offline["pid"] != first["pid"]);
+    let back =
+        api.wait_service("data", "online with a new pid", LONG, |e| e["status"] == "online" && e["pid"] != first["pid"]).await;
+    assert!(back["restarts"].as_u64().unwrap() >= 1);
+    assert!(!alive(pid_of(&first)), "the hung instance was stopped");
+}
+
+#[actix_rt::test]
+async fn ignoring_sigterm_gets_sigkill_after_the_stop_timeout() {
+    let port = free_port();
+    let config = one_service("data", port, &["--ignore-sigterm"], "stop_timeout_ms = 800");
+    let app = TestApp::spawn_with_env(&config, FAST).await;
+    let api = app.client();
+    let e = api.wait_status("data", "online", LONG).await;
+    let started = Instant::now();
+    let r = api.post("/api/services/data/stop").await;
+    let took = started.elapsed();
+    assert_eq!(r.data()["status"], "stopped");
+    assert!(took >= Duration::from_millis(800), "waited the stop timeout first: {took:?}");
+    assert!(!alive(pid_of(&e)));
+    assert_eq!(r.data()["last_exit"]["signal"], "SIGKILL", "{:?}", r.body);
+}
+
+#[actix_rt::test]
+async fn the_whole_process_group_is_stopped() {
+    let port = free_port();
+    let app = TestApp::spawn_with_env(&one_service("data", port, &["--spawn-child"], ""), FAST).await;
+    let api = app.client();
+    api.wait_status("data", "online", LONG).await;
+    let child = eventually("the grandchild pid in the logs", LONG, || {
+        let api = &api;
+        async move {
+            let r = api.get("/api/services/data/logs?tail=100").await;
+            r.body["data"]["lines"].as_array()?.iter().find_map(|l| {
+                let line = l["line"].as_str()?;
+                line.split("spawned child pid=").nth(1)?.trim().parse::<u32>().ok()
+            })
+        }
+    })
+    .await;
+    assert!(alive(child));
+    let r = api.post("/api/services/data/stop").await;
+    assert_eq!(r.data()["status"], "stopped");
+    assert!(!alive(child), "the grandchild {child} died with its group");
+}
+
+#[actix_rt::test]
+async fn a_foreign_socket_on_the_port_is_a_port_conflict() {
+    let port = free_port();
+    let _holder = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let app = TestApp::spawn_with_env(&one_service("data", port, &[], ""), FAST).await;
+    let api = app.client();
+    let e = api.wait_status("data", "error", LONG).await;
+    assert_eq!(e["sub_state"], "port_conflict", "{e}");
+    let me = std::process::id().to_string();
+    assert!(e["last_error"].as_str().unwrap_or("").contains(&me), "names the owning pid {me}: {e}");
+    assert!(processes_matching(&format!("--port {port}")).is_empty(), "nothing was spawned");
+}
+
+#[actix_rt::test]
+async fn a_running_instance_is_adopted_and_never_signalled() {
+    let port = free_port();
+    let mut outside = std::process::Command::new(exe())
+        .args(["sim", "data", "--port", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = awc::Client::default();
+    eventually("the outside instance to answer", LONG, || {
+        let req = client.get(format!("http://127.0.0.1:{port}/health"));
+        async move { req.send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+    })
+    .await;
+    let mut app = TestApp::spawn_with_env(&one_service("data", port, &[], "on_port_conflict = \"adopt\""), FAST).await;
+    let api = app.client();
+    let e = api.wait_status("data", "online", LONG).await;
+    assert_eq!(e["kind"], "adopted", "{e}");
+    assert_eq!(e["sub_state"], "adopted", "{e}");
+    api.post("/api/services/data/stop").await.assert_error(409, "conflict");
+    let status = app.signal_and_wait(Signal::SIGTERM, LONG);
+    assert!(status.success());
+    assert!(outside.try_wait().unwrap().is_none(), "the adopted instance survives the orchestrator");
+    let _ = outside.kill();
+    let _ = outside.wait();
+}
+
+#[actix_rt::test]
+async fn a_crash_loop_is_reported_and_a_manual_start_resets_it() {
+    let port = free_port();
+    let config = one_service(
+        "data",
+        port,
+        &["--crash-after-ms", "150", "--exit-code", "1"],
+        "max_failures = 3\nfailure_window_ms = 60000\nbackoff = { initial_ms = 100, multiplier = 2.0, max_ms = 400, jitter = 0.0 }",
+    );
+    let app = TestApp::spawn_with_env(&config, &FAST[..4]).await;
+    let api = app.client();
+    let e = api.wait_service("data", "crash_loop", LONG, |e| e["sub_state"] == "crash_loop").await;
+    assert_eq!(e["status"], "error", "{e}");
+    assert!(e["restarts"].as_u64().unwrap() >= 2, "{e}");
+    // Still retrying at the cap.
+    let later = api
+        .wait_service("data", "another restart", LONG, |x| x["restarts"].as_u64() > e["restarts"].as_u64())
+        .await;
+    assert_eq!(later["last_exit"]["code"], 1);
+    // A manual start resets the sequence (the service is not running at this moment or is: either
+    // way the crash loop is cleared until it fails max_failures times again).
+    let deadline = Instant::now() + LONG;
+    loop {
+        let r = api.post("/api/services/data/start").await;
+        if r.status == 200 {
+            assert_ne!(r.data()["sub_state"], "crash_loop", "{:?}", r.body);
+            break;
+        }
+        assert!(Instant::now() < deadline, "manual start never accepted: {:?}", r.body);
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn sigterm_stops_everything_and_exits_zero() {
+    let services = Services::new();
+    let mut app = TestApp::spawn_with_env(&services.toml(true, "", |_| Vec::new()), FAST).await;
+    let api = app.client();
+    for name in ["data", "mt5", "strategy", "pattern"] {
+        api.wait_status(name, "online", LONG).await;
+    }
+    let status = app.signal_and_wait(Signal::SIGTERM, LONG);
+    assert!(status.success(), "{status:?}\n{}", app.log());
+    for port in services.ports {
+        assert!(processes_matching(&format!("--port {port}")).is_empty(), "service on {port} survived");
+    }
+    assert!(!app.data_dir().join("run").join("data.pid").exists(), "pidfiles are removed");
+}
+
+#[actix_rt::test]
+async fn sigkill_of_the_orchestrator_leaves_no_service_behind() {
+    let services = Services::new();
+    let mut app = TestApp::spawn_with_env(&services.toml(true, "", |_| Vec::new()), FAST).await;
+    let api = app.client();
+    for name in ["data", "mt5", "strategy", "pattern"] {
+        api.wait_status(name, "online", LONG).await;
+    }
+    let _ = app.signal_and_wait(Signal::SIGKILL, LONG);
+    eventually("every service to die with the orchestrator", LONG, || async {
+        services.ports.iter().all(|p| processes_matching(&format!("--port {p}")).is_empty()).then_some(())
+    })
+    .await;
+}
