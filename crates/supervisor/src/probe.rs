@@ -2,7 +2,7 @@
 //! starts) and the port check made before spawning.
 
 use std::io;
-use std::net::{TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use registry::ServiceConfig;
@@ -35,6 +35,8 @@ pub(crate) struct Prober {
     client: awc::Client,
     url: String,
     authority: String,
+    /// The address resolved once, so fast startup polling never waits for a resolver.
+    addr: Option<SocketAddr>,
     timeout: Duration,
 }
 
@@ -46,7 +48,8 @@ impl Prober {
             .connector(awc::Connector::new().timeout(timeout).conn_keep_alive(Duration::from_secs(30)))
             .finish();
         let authority = config.authority();
-        Prober { client, url: format!("http://{authority}{}", config.health_path), authority, timeout }
+        let addr = (config.host.as_str(), config.port).to_socket_addrs().ok().and_then(|mut a| a.next());
+        Prober { client, url: format!("http://{authority}{}", config.health_path), authority, addr, timeout }
     }
 
     /// GET the health path: 2xx within the timeout is healthy.
@@ -82,8 +85,11 @@ impl Prober {
 
     /// Whether something accepts TCP connections on the service's address.
     pub(crate) async fn accepts(&self) -> bool {
-        let connect = tokio::net::TcpStream::connect(self.authority.as_str());
-        matches!(tokio::time::timeout(self.timeout, connect).await, Ok(Ok(_)))
+        let connected = match self.addr {
+            Some(addr) => tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(addr)).await,
+            None => tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(self.authority.as_str())).await,
+        };
+        matches!(connected, Ok(Ok(_)))
     }
 }
 

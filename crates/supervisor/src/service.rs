@@ -255,10 +255,17 @@ impl ServiceActor {
             }
             Command::ProbeNow => {
                 self.probe_requested.store(false, Ordering::Release);
-                let due = self.probe_started.is_none_or(|t| t.elapsed() >= PROBE_COALESCE);
-                if matches!(self.phase, Phase::Running { .. } | Phase::Watching { .. }) && self.probe.is_none() && due {
-                    log::debug!("{}: passive check, probing now", self.name);
-                    self.launch_probe(false);
+                // A probe in flight answers the request; otherwise probe now, or at the end of
+                // the coalescing window when the last probe started very recently.
+                if self.probe.is_none()
+                    && let Phase::Running { next_probe } | Phase::Watching { next_probe } = &mut self.phase
+                {
+                    let now = Instant::now();
+                    let at = self.probe_started.map_or(now, |t| (t + PROBE_COALESCE).max(now));
+                    if at < *next_probe {
+                        log::debug!("{}: passive check, probing in {} ms", self.name, (at - now).as_millis());
+                        *next_probe = at;
+                    }
                 }
             }
             Command::Shutdown(done) => {

@@ -40,7 +40,6 @@ pub struct SupervisorConfig {
 pub struct Supervisor;
 
 struct ServiceLink {
-    config: Arc<ServiceConfig>,
     tx: mpsc::UnboundedSender<Command>,
     logs: Arc<ServiceLogs>,
     probe_requested: Arc<AtomicBool>,
@@ -104,12 +103,7 @@ impl Supervisor {
             let probe_requested = Arc::new(AtomicBool::new(false));
             services.insert(
                 config.name.to_string(),
-                ServiceLink {
-                    config: config.clone(),
-                    tx: tx.clone(),
-                    logs: logs.clone(),
-                    probe_requested: probe_requested.clone(),
-                },
+                ServiceLink { tx: tx.clone(), logs: logs.clone(), probe_requested: probe_requested.clone() },
             );
             seeds.push(Seed { config, rx, tx, logs, probe_requested });
         }
@@ -218,11 +212,6 @@ impl SupervisorHandle {
         if self.inner.main.send(MainCommand::Shutdown(tx)).is_ok() {
             let _ = rx.await;
         }
-    }
-
-    /// Names of the supervised services, in configuration order is not guaranteed.
-    pub fn service_names(&self) -> Vec<String> {
-        self.inner.services.values().map(|l| l.config.name.to_string()).collect()
     }
 }
 
