@@ -411,3 +411,39 @@ async fn shutdown(services: &[(Arc<ServiceConfig>, mpsc::UnboundedSender<Command
     }
     log::info!("shutdown: every service stopped in {} ms", started.elapsed().as_millis());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: T) {}
+
+    /// The handle and its futures can be used from any thread (actix-web workers, tokio tasks).
+    #[allow(dead_code)]
+    fn handle_is_send_and_sync(h: SupervisorHandle) {
+        send_sync(&h);
+        send(h.start_all());
+        send(h.start_service("x"));
+        send(h.stop_service("x"));
+        send(h.restart_service("x"));
+        send(h.shutdown());
+    }
+
+    #[test]
+    fn unknown_services_and_logs() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let registry = Registry::new(&[]);
+        let config = SupervisorConfig { health: HealthConfig::default(), data_dir: dir.path().join("data") };
+        let handle = Supervisor::start(config, registry).unwrap_or_else(|e| panic!("{e}"));
+        assert!(dir.path().join("data/logs").is_dir() && dir.path().join("data/run").is_dir());
+        assert!(matches!(handle.logs("nope", 5), Err(SupervisorError::UnknownService(_))));
+        handle.probe_now("nope");
+        actix_rt::System::new().block_on(async {
+            assert!(matches!(handle.stop_service("nope").await, Err(SupervisorError::UnknownService(_))));
+            handle.start_all().await;
+            handle.shutdown().await;
+            handle.shutdown().await; // a second shutdown is a no-op
+        });
+    }
+}
