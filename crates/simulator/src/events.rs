@@ -1,6 +1,7 @@
 //! The `/events` WebSocket: a broadcast of pre-serialised event frames to every listener.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason, Message};
@@ -11,6 +12,8 @@ use tokio::sync::{broadcast, watch};
 
 /// How many events a listener may fall behind before it skips the oldest.
 const CAPACITY: usize = 1024;
+/// How long a socket we close waits for the client's close frame.
+const CLOSE_GRACE: Duration = Duration::from_millis(250);
 
 /// Fan-out of events; each event is serialised once and shared by every listener.
 #[derive(Clone)]
@@ -114,7 +117,22 @@ pub(crate) async fn events_ws(
                 }
             }
         };
+        let initiated_here = reason != CloseCode::Normal;
+        // Keep the socket's body open until the client answers our close frame (or a short
+        // grace passes), so the frame is on the wire before the connection can be dropped.
+        let keep_open = session.clone();
         let _ = session.close(Some(CloseReason::from(reason))).await;
+        if initiated_here {
+            let answered = async {
+                while let Some(Ok(msg)) = inbound.next().await {
+                    if matches!(msg, Message::Close(_)) {
+                        break;
+                    }
+                }
+            };
+            let _ = actix_web::rt::time::timeout(CLOSE_GRACE, answered).await;
+        }
+        drop(keep_open);
     });
     Ok(response)
 }

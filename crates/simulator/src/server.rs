@@ -2,16 +2,20 @@
 
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener};
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use actix_rt::task::JoinHandle;
+use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{ServerHandle, Service as _};
 use actix_web::http::header::{CONTENT_TYPE, HeaderValue};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::args::{Role, SimArgs};
 use crate::data::{self, DataState};
@@ -128,6 +132,69 @@ async fn settings(common: web::Data<Common>, body: web::Bytes) -> Result<HttpRes
     Ok(json_bytes(Bytes::from_static(b"{\"applied\":true}")))
 }
 
+/// How long a stop waits for requests in flight (a hung `/health` never finishes).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Counts requests from arrival until their response body is done; wakes a waiter at zero.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+struct InFlightGuard(Arc<InFlight>);
+
+impl InFlight {
+    fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard(Arc::clone(self))
+    }
+
+    /// Resolves once no request is in flight.
+    async fn idle(&self) {
+        loop {
+            let mut notified = pin!(self.idle.notified());
+            notified.as_mut().enable();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// A response body that keeps its request counted as in flight until the body is done
+/// (sent, or dropped with the connection); for `/events` that is until the socket closes.
+struct Guarded<B> {
+    inner: B,
+    _guard: InFlightGuard,
+}
+
+impl<B: MessageBody + Unpin> MessageBody for Guarded<B> {
+    type Error = B::Error;
+
+    fn size(&self) -> BodySize {
+        self.inner.size()
+    }
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_next(cx)
+    }
+
+    fn try_into_bytes(self) -> Result<Bytes, Self> {
+        let Guarded { inner, _guard } = self;
+        inner.try_into_bytes().map_err(|inner| Guarded { inner, _guard })
+    }
+}
+
 /// A running simulated service (from [`serve`]): its address, its instance id, and a way to stop it.
 pub struct SimServer {
     addr: SocketAddr,
@@ -137,6 +204,7 @@ pub struct SimServer {
     server: Option<JoinHandle<std::io::Result<()>>>,
     tasks: Vec<JoinHandle<()>>,
     shutdown: watch::Sender<bool>,
+    in_flight: Arc<InFlight>,
 }
 
 impl SimServer {
@@ -177,11 +245,17 @@ impl SimServer {
         }
     }
 
-    /// Stops the service: closes `/events` sockets, stops background tasks, then stops the HTTP
-    /// server gracefully (in-flight requests get at most one second).
+    /// Stops the service gracefully: stops accepting, closes `/events` sockets and background
+    /// tasks, waits for in-flight requests (at most one second), then closes every
+    /// connection. Idle keep-alive connections do not hold it up (actix's own graceful stop
+    /// would wait a full second for them).
     pub async fn stop(mut self) {
+        self.handle.pause().await;
         self.halt_background();
-        self.handle.stop(true).await;
+        if actix_rt::time::timeout(DRAIN_TIMEOUT, self.in_flight.idle()).await.is_err() {
+            log::info!("{}: requests still in flight after {DRAIN_TIMEOUT:?}, closing anyway", self.role);
+        }
+        self.handle.stop(false).await;
         if let Some(server) = self.server.take()
             && let Ok(Err(e)) = server.await
         {
@@ -227,14 +301,18 @@ pub(crate) fn start(args: &SimArgs, listener: TcpListener) -> Result<SimServer, 
     let log_requests = !args.quiet;
     let response_delay = SimArgs::millis(args.response_delay_ms);
 
+    let in_flight = Arc::new(InFlight::default());
+    let counter = Arc::clone(&in_flight);
     let server = HttpServer::new(move || {
         let role = role.clone();
+        let in_flight = Arc::clone(&counter);
         App::new()
             .app_data(common.clone())
             .app_data(bus.clone())
             .app_data(shutdown_rx.clone())
             .wrap_fn(move |req, srv| {
                 let started = Instant::now();
+                let guard = in_flight.enter();
                 let delay = if req.path() == "/health" { None } else { response_delay };
                 let fut = srv.call(req);
                 async move {
@@ -246,7 +324,7 @@ pub(crate) fn start(args: &SimArgs, listener: TcpListener) -> Result<SimServer, 
                         let req = res.request();
                         access_line(req.method().as_str(), req.path(), res.status().as_u16(), started.elapsed());
                     }
-                    Ok(res)
+                    Ok(res.map_body(|_, inner| Guarded { inner, _guard: guard }))
                 }
             })
             .service(resource("/health").route(web::get().to(health)))
@@ -263,5 +341,14 @@ pub(crate) fn start(args: &SimArgs, listener: TcpListener) -> Result<SimServer, 
     let handle = server.handle();
     let server = actix_rt::spawn(server);
     let tasks = background.spawn_tasks();
-    Ok(SimServer { addr, role: args.role, instance, handle, server: Some(server), tasks, shutdown: shutdown_tx })
+    Ok(SimServer {
+        addr,
+        role: args.role,
+        instance,
+        handle,
+        server: Some(server),
+        tasks,
+        shutdown: shutdown_tx,
+        in_flight,
+    })
 }
