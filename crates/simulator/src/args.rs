@@ -84,13 +84,13 @@ pub struct SimArgs {
     /// Fault: print an error on stderr and exit with --exit-code before binding.
     #[arg(long)]
     pub fail_startup: bool,
-    /// Fault: exit with --exit-code this long after start.
+    /// Fault: exit with --exit-code this long after start (0 = at once).
     #[arg(long, value_name = "MS")]
     pub crash_after_ms: Option<u64>,
     /// Exit code for --fail-startup and --crash-after-ms.
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub exit_code: i32,
-    /// Fault: after this long, `GET /health` never answers (other routes keep working).
+    /// Fault: after this long (0 = from the start), `GET /health` never answers (other routes keep working).
     #[arg(long, value_name = "MS")]
     pub hang_health_after_ms: Option<u64>,
     /// Fault: `GET /health` waits this long before answering.
@@ -161,8 +161,14 @@ impl SimArgs {
         Ok(out)
     }
 
-    pub(crate) fn millis(v: Option<u64>) -> Option<Duration> {
+    /// A delay flag: absent or 0 means no delay.
+    pub(crate) fn delay(v: Option<u64>) -> Option<Duration> {
         v.filter(|ms| *ms > 0).map(Duration::from_millis)
+    }
+
+    /// A deadline flag: 0 means at once.
+    pub(crate) fn after(v: Option<u64>) -> Option<Duration> {
+        v.map(Duration::from_millis)
     }
 }
 

@@ -114,7 +114,7 @@ pub fn run(args: SimArgs) -> std::io::Result<()> {
         complain(format_args!("{role}: {e}"));
         return Err(e.into());
     }
-    if let Some(after) = SimArgs::millis(args.crash_after_ms) {
+    if let Some(after) = SimArgs::after(args.crash_after_ms) {
         arm_crash_timer(after, started, args.exit_code, role)?;
     }
     actix_rt::System::new().block_on(run_in_system(args))
@@ -123,7 +123,7 @@ pub fn run(args: SimArgs) -> std::io::Result<()> {
 async fn run_in_system(args: SimArgs) -> std::io::Result<()> {
     let role = args.role.as_str();
     let mut signals = StopSignals::new(args.ignore_sigterm, role)?;
-    if let Some(delay) = SimArgs::millis(args.startup_delay_ms) {
+    if let Some(delay) = SimArgs::delay(args.startup_delay_ms) {
         complain(format_args!("{role}: waiting {} ms before binding (--startup-delay-ms)", delay.as_millis()));
         tokio::select! {
             _ = actix_rt::time::sleep(delay) => {}

@@ -292,14 +292,14 @@ pub(crate) fn start(args: &SimArgs, listener: TcpListener) -> Result<SimServer, 
     let common = web::Data::new(Common {
         health_body: Bytes::from(health_body.to_string()),
         started: Instant::now(),
-        hang_health_after: SimArgs::millis(args.hang_health_after_ms),
-        slow_health: SimArgs::millis(args.slow_health_ms),
+        hang_health_after: SimArgs::after(args.hang_health_after_ms),
+        slow_health: SimArgs::delay(args.slow_health_ms),
         role: role.clone(),
     });
     let bus = web::Data::new(bus);
     let shutdown_rx = web::Data::new(shutdown_rx);
     let log_requests = !args.quiet;
-    let response_delay = SimArgs::millis(args.response_delay_ms);
+    let response_delay = SimArgs::delay(args.response_delay_ms);
 
     let in_flight = Arc::new(InFlight::default());
     let counter = Arc::clone(&in_flight);

@@ -478,4 +478,11 @@ async fn health_hangs_after_a_while_but_other_routes_answer() {
     .await;
     assert_eq!(get(&srv, "/patterns/latest?limit=1").await.0, 200, "other routes keep working");
     srv.stop().await;
+
+    // 0: never healthy at all (a service that hangs during start-up)
+    let srv = start(Role::Data, |a| a.hang_health_after_ms = Some(0)).await;
+    let res = quick.get(format!("{}/health", srv.url())).send().await;
+    assert!(matches!(res, Err(awc::error::SendRequestError::Timeout)), "{:?}", res.map(|r| r.status()));
+    assert_eq!(get(&srv, "/symbols").await.0, 200);
+    srv.stop().await;
 }
