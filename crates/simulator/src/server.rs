@@ -284,13 +284,13 @@ pub(crate) fn start(args: &SimArgs, listener: TcpListener) -> Result<SimServer, 
     let symbols = args.symbol_set()?;
     let addr = listener.local_addr()?;
     let instance = uuid::Uuid::new_v4().to_string();
-    let health_body = serde_json::json!({ "status": "ok", "service": args.role.as_str(), "instance": instance });
+    let health_body = format!(r#"{{"status":"ok","service":"{}","instance":"{instance}"}}"#, args.role.as_str());
     let bus = EventBus::default();
     let role = RoleState::new(args, &symbols, bus.clone());
     let background = role.clone();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let common = web::Data::new(Common {
-        health_body: Bytes::from(health_body.to_string()),
+        health_body: Bytes::from(health_body),
         started: Instant::now(),
         hang_health_after: SimArgs::after(args.hang_health_after_ms),
         slow_health: SimArgs::delay(args.slow_health_ms),
