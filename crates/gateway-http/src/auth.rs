@@ -5,7 +5,7 @@
 //! least a viewer token (GET/HEAD) or an operator token (everything else): a route added
 //! without an entry here is never accidentally public.
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
@@ -76,34 +76,36 @@ fn bearer(req: &ServiceRequest) -> Option<String> {
 /// The auth middleware (inside the request-context middleware).
 pub async fn authenticate(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
     let access = required_access(req.method(), req.match_pattern().as_deref());
     if access == Access::Public {
-        return next.call(req).await;
+        return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return Err(ApiError::Internal("application state missing".into()).into());
+        return Ok(req.error_response(ApiError::Internal("application state missing".into())));
     };
     let principal = match bearer(&req) {
         Some(token) => {
             let store = state.settings.clone();
-            let info =
-                web::block(move || store.verify_token(&token)).await.map_err(ApiError::from)?.map_err(ApiError::from)?;
-            info.map(|i| Principal { name: i.name, role: i.role })
+            match web::block(move || store.verify_token(&token)).await {
+                Ok(Ok(info)) => info.map(|i| Principal { name: i.name, role: i.role }),
+                Ok(Err(e)) => return Ok(req.error_response(ApiError::from(e))),
+                Err(e) => return Ok(req.error_response(ApiError::from(e))),
+            }
         }
         // Browsers cannot set headers on an EventSource: the SSE stream also takes a ticket.
         None if req.match_pattern().as_deref() == Some(TICKET_ROUTE) => ticket(&req).and_then(|t| state.tickets.redeem(&t)),
         None => None,
     };
     let Some(principal) = principal else {
-        return Err(ApiError::Problem(Problem::Unauthorized).into());
+        return Ok(req.error_response(ApiError::Problem(Problem::Unauthorized)));
     };
     if !principal.role.permits(access) {
-        return Err(ApiError::Problem(Problem::Forbidden).into());
+        return Ok(req.error_response(ApiError::Problem(Problem::Forbidden)));
     }
     req.extensions_mut().insert(principal);
-    next.call(req).await
+    Ok(next.call(req).await?.map_into_boxed_body())
 }
 
 #[cfg(test)]

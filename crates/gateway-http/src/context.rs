@@ -83,12 +83,10 @@ pub async fn request_context(
         .unwrap_or_default();
     let ctx = RequestCtx { request_id, lang };
     req.extensions_mut().insert(ctx.clone());
-    let http_req = req.request().clone();
 
-    let res = match next.call(req).await {
-        Ok(res) => res.map_into_boxed_body(),
-        Err(e) => ServiceResponse::new(http_req.clone(), e.error_response()),
-    };
+    // Inner middleware and handlers turn their errors into responses, so an `Err` here is
+    // actix's own; it is rendered by actix without our envelope details.
+    let res = next.call(req).await?.map_into_boxed_body();
     let report = res.response().extensions().get::<ProblemReport>().cloned();
     let mut res = match report {
         Some(report) => {
@@ -109,6 +107,7 @@ pub async fn request_context(
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         res.headers_mut().insert(REQUEST_ID, v);
     }
+    let http_req = res.request();
     let service = http_req.extensions().get::<ServiceTag>().map(|t| t.0.clone());
     let status = res.status().as_u16();
     let latency = started.elapsed();

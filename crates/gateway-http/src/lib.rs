@@ -18,7 +18,7 @@ mod startup;
 mod state;
 mod upstream;
 
-pub use auth::{Principal, required_access};
+pub use auth::{Principal, access_table, required_access};
 pub use context::RequestCtx;
 pub use error::ApiError;
 pub use startup::{Application, StartupError};

@@ -38,8 +38,6 @@ pub fn client() -> awc::Client {
 pub struct UpstreamReply {
     /// Its status.
     pub status: StatusCode,
-    /// Its content type, if any.
-    pub content_type: Option<header::HeaderValue>,
     /// Its body.
     pub body: Bytes,
 }
@@ -130,7 +128,6 @@ pub async fn send(call: Call<'_>) -> Result<UpstreamReply, Failure> {
         match sent {
             Ok(mut res) => {
                 let status = res.status();
-                let content_type = res.headers().get(header::CONTENT_TYPE).cloned();
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let body = match actix_rt::time::timeout(remaining, res.body().limit(MAX_UPSTREAM_BODY)).await {
                     Ok(Ok(body)) => body,
@@ -140,7 +137,7 @@ pub async fn send(call: Call<'_>) -> Result<UpstreamReply, Failure> {
                     }
                     Err(_) => return Err(Failure::Timeout),
                 };
-                return Ok(UpstreamReply { status, content_type, body });
+                return Ok(UpstreamReply { status, body });
             }
             Err(e) => {
                 let failure = classify(&e);

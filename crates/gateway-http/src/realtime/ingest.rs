@@ -19,6 +19,7 @@ const MAX_EVENT_FRAME: usize = 1024 * 1024;
 pub fn start(registry: Registry, hub: HubHandle) {
     let mut changes = registry.subscribe();
     let publisher = hub.clone();
+    let table = registry.clone();
     actix_rt::spawn(async move {
         loop {
             match changes.recv().await {
@@ -50,7 +51,7 @@ pub fn start(registry: Registry, hub: HubHandle) {
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     log::warn!("service_status publishing missed {n} changes; republishing every service");
-                    for entry in registry.entries() {
+                    for entry in table.entries() {
                         if let Ok(topic) = Topic::of(EventType::ServiceStatus, Some(&entry.name)) {
                             let _ = publisher.publish(
                                 EventType::ServiceStatus,

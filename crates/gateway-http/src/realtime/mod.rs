@@ -13,7 +13,6 @@ pub use ingest::{start as start_ingest, system as system_event};
 pub use routes::configure;
 pub use tickets::Tickets;
 
-use gateway_core::Role;
 use hub::{Authenticator, Credential, Principal};
 use settings::SettingsStore;
 
@@ -44,9 +43,4 @@ pub fn authenticator(store: SettingsStore, tickets: Tickets) -> Authenticator {
             }
         }
     })
-}
-
-/// Whether a principal may subscribe (viewer and operator; not service).
-pub fn may_subscribe(role: Role) -> bool {
-    role.permits(gateway_core::Access::Read)
 }
