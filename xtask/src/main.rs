@@ -24,7 +24,8 @@ fn main() -> ExitCode {
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo).args(args).status().with_context(|| format!("running cargo {}", args.join(" ")))?;
+    let status =
+        Command::new(&cargo).args(args).status().with_context(|| format!("running cargo {}", args.join(" ")))?;
     if !status.success() {
         bail!("cargo {} failed ({status})", args.join(" "));
     }
@@ -56,7 +57,10 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
                 .args(["run", "-p", "orchestrator", "--", "--data-dir", "data/dev"])
                 .args(&args[1..])
-                .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "debug,actix_server=info,awc=info,h2=info".into()))
+                .env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "debug,actix_server=info,awc=info,h2=info".into()),
+                )
                 .status()
                 .context("running the orchestrator")?;
             if !status.success() {
