@@ -99,6 +99,9 @@ pub struct SimArgs {
     /// Fault: every route but `/health` waits this long before answering.
     #[arg(long, value_name = "MS")]
     pub response_delay_ms: Option<u64>,
+    /// Fault: every route but `/health`, `/settings` and `/events` answers 500 `{"error": …}`.
+    #[arg(long)]
+    pub fail_requests: bool,
     /// Fault: ignore SIGTERM (only SIGKILL or SIGINT stops the service).
     #[arg(long)]
     pub ignore_sigterm: bool,
@@ -128,6 +131,7 @@ impl SimArgs {
             hang_health_after_ms: None,
             slow_health_ms: None,
             response_delay_ms: None,
+            fail_requests: false,
             ignore_sigterm: false,
             spawn_child: false,
             hold_port: false,
@@ -226,13 +230,14 @@ mod tests {
             "--tick-rate",
             "0",
             "--quiet",
+            "--fail-requests",
         ])
         .unwrap();
         assert_eq!(a.role, Role::Mt5);
         assert_eq!(a.effective_port(), 0);
         assert_eq!(a.symbol_set().unwrap(), vec!["EURUSD", "BTCUSD"]);
         assert_eq!((a.crash_after_ms, a.exit_code), (Some(50), -3));
-        assert!(a.ignore_sigterm && a.spawn_child && a.hold_port && a.fail_startup && a.quiet);
+        assert!(a.ignore_sigterm && a.spawn_child && a.hold_port && a.fail_startup && a.quiet && a.fail_requests);
         assert_eq!((a.hang_health_after_ms, a.slow_health_ms, a.response_delay_ms), (Some(10), Some(5), Some(7)));
         assert_eq!((a.startup_delay_ms, a.workers, a.tick_rate), (Some(9), 2, 0));
         assert!(parse(&["nope"]).is_err());

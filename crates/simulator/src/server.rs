@@ -274,7 +274,8 @@ impl Drop for SimServer {
 ///
 /// For in-process use (tests, embedding): no signal handling, and the process-level fault flags
 /// (`--startup-delay-ms`, `--fail-startup`, `--crash-after-ms`, `--ignore-sigterm`,
-/// `--spawn-child`, `--hold-port`) are ignored; the health and response-delay faults work.
+/// `--spawn-child`, `--hold-port`) are ignored; the health, response-delay and fail-requests
+/// faults work.
 /// Must be called from within an actix System (e.g. `#[actix_web::test]`).
 pub async fn serve(args: SimArgs, listener: TcpListener) -> std::io::Result<SimServer> {
     start(&args, listener).map_err(std::io::Error::from)
@@ -300,6 +301,7 @@ pub(crate) fn start(args: &SimArgs, listener: TcpListener) -> Result<SimServer, 
     let shutdown_rx = web::Data::new(shutdown_rx);
     let log_requests = !args.quiet;
     let response_delay = SimArgs::delay(args.response_delay_ms);
+    let fail_requests = args.fail_requests;
 
     let in_flight = Arc::new(InFlight::default());
     let counter = Arc::clone(&in_flight);
@@ -314,9 +316,19 @@ pub(crate) fn start(args: &SimArgs, listener: TcpListener) -> Result<SimServer, 
                 let started = Instant::now();
                 let guard = in_flight.enter();
                 let delay = if req.path() == "/health" { None } else { response_delay };
-                let fut = srv.call(req);
+                let fail = fail_requests && !matches!(req.path(), "/health" | "/settings" | "/events");
+                // `--fail-requests` answers before the route runs, so nothing changes state.
+                let call = if fail {
+                    let res = actix_web::ResponseError::error_response(&ApiError::Internal);
+                    futures_util::future::Either::Left(req.into_response(res))
+                } else {
+                    futures_util::future::Either::Right(srv.call(req))
+                };
                 async move {
-                    let res = fut.await?;
+                    let res = match call {
+                        futures_util::future::Either::Left(res) => res,
+                        futures_util::future::Either::Right(call) => call.await?.map_into_boxed_body(),
+                    };
                     if let Some(d) = delay {
                         actix_rt::time::sleep(d).await;
                     }

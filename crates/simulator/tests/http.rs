@@ -461,6 +461,18 @@ async fn health_and_response_delay_faults() {
 }
 
 #[actix_rt::test]
+async fn fail_requests_answers_500_everywhere_but_health_and_settings() {
+    let srv = start(Role::Mt5, |a| a.fail_requests = true).await;
+    assert_eq!(get(&srv, "/health").await.0, 200);
+    assert_eq!(post(&srv, "/settings", &json!({"changed": {}, "all": {}})).await.0, 200);
+    assert_error(&get(&srv, "/account").await, 500, "account fails");
+    assert_error(&get(&srv, "/nowhere").await, 500, "unknown routes fail too");
+    let order = json!({"symbol": "EURUSD", "side": "buy", "type": "market", "volume": 0.1});
+    assert_error(&post(&srv, "/orders", &order).await, 500, "orders fail");
+    srv.stop().await;
+}
+
+#[actix_rt::test]
 async fn health_hangs_after_a_while_but_other_routes_answer() {
     let srv = start(Role::Pattern, |a| a.hang_health_after_ms = Some(300)).await;
     let quick = awc::Client::builder().timeout(Duration::from_millis(300)).finish();
