@@ -95,11 +95,15 @@ impl Application {
         let port =
             listener.local_addr().map_err(|source| StartupError::Bind { addr: bind.to_string(), source })?.port();
         let data = web::Data::new(state.clone());
+        let cors = web::Data::new(crate::cors::CorsPolicy::new(&state.config.gateway.cors_allowed_origins));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(cors.clone())
                 .configure(crate::routes::configure)
                 .wrap(middleware::from_fn(crate::auth::authenticate))
+                .wrap(cors.layer())
+                .wrap(middleware::from_fn(crate::screen::screen))
                 .wrap(middleware::from_fn(crate::context::request_context))
         })
         .listen(listener)
