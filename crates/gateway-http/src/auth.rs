@@ -21,6 +21,7 @@ pub use hub::Principal;
 /// Explicit entries: (method, router pattern, access). `*` matches any method.
 const ACCESS_TABLE: &[(&str, &str, Access)] = &[
     ("GET", "/", Access::Public),
+    ("GET", "/assets/{file}", Access::Public),
     ("GET", "/api/health", Access::Public),
     ("GET", "/api/openapi.json", Access::Public),
     ("GET", "/ws", Access::Public),

@@ -12,6 +12,7 @@ mod context;
 mod cors;
 mod error;
 mod forward;
+mod page;
 mod propagation;
 mod realtime;
 pub mod routes;

@@ -24,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(settings::configure)
     .configure(crate::aggregate::configure)
     .configure(crate::realtime::configure)
+    .configure(crate::page::configure)
     // Last: the catch-all forwarding routes.
     .configure(crate::forward::configure)
     .default_service(web::to(not_found));

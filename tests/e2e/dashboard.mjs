@@ -1,0 +1,416 @@
+// End-to-end test of the built-in dashboard (`GET /`) in Debian's headless Chromium, driven by
+// playwright-core. Starts the real orchestrator binary with the four simulated services on free
+// ports and a temporary data directory, opens the dashboard URL the orchestrator logs at start,
+// and checks what an operator sees and does. Run it with `cargo xtask e2e` (which builds the
+// binary and installs this folder's node_modules); it is not part of `cargo test`.
+//
+// Environment: ORCHESTRATOR_BIN (default target/debug/orchestrator), E2E_OUT (default target/e2e:
+// screenshots and the orchestrator's log), CHROMIUM (default /usr/bin/chromium).
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..', '..');
+const BIN = process.env.ORCHESTRATOR_BIN || path.join(root, 'target', 'debug', 'orchestrator');
+const OUT = process.env.E2E_OUT || path.join(root, 'target', 'e2e');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const WATCHDOG_MS = 240_000;
+const STEP_TIMEOUT_MS = 30_000;
+
+// The timers the black-box tests use (tests/common FAST): supervision reacts in milliseconds.
+const FAST = {
+  ORCHESTRATOR_HEALTH_INTERVAL_MS: '200',
+  ORCHESTRATOR_HEALTH_TIMEOUT_MS: '300',
+  ORCHESTRATOR_HEALTH_FAILURE_THRESHOLD: '2',
+  ORCHESTRATOR_HEALTH_STARTUP_TIMEOUT_MS: '10000',
+  ORCHESTRATOR_BACKOFF_INITIAL_MS: '50',
+  ORCHESTRATOR_BACKOFF_MAX_MS: '400',
+  ORCHESTRATOR_SERVICE_STOP_TIMEOUT_MS: '1500',
+};
+
+// Debian's chromium on a machine with a closed network: no background connections, no sandbox
+// (we run as root), a fresh profile (launchPersistentContext gets a new empty directory).
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const ROLES = [
+  { name: 'data', display: 'Data Service', routes: ['ticks', 'ohlc', 'symbols'], keys: ['symbols', 'timeframes'] },
+  { name: 'mt5', display: 'MT5 Service', routes: ['account', 'positions', 'orders'], keys: ['symbols', 'risk.max_volume'] },
+  { name: 'strategy', display: 'Strategy Service', routes: ['strategies', 'signals'], keys: ['symbols', 'timeframes'] },
+  { name: 'pattern', display: 'Pattern Service', routes: ['patterns'], keys: ['symbols'] },
+];
+
+// ------------------------------------------------------------------ helpers
+
+function log(message) {
+  process.stdout.write(`[e2e ${new Date().toISOString().slice(11, 23)}] ${message}\n`);
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(what, timeoutMs, check) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await check();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${last})`);
+    await sleep(50);
+  }
+}
+
+const tomlString = (s) => JSON.stringify(s); // TOML basic strings accept JSON's escapes
+const tomlList = (items) => `[${items.map(tomlString).join(', ')}]`;
+
+function configToml(ports) {
+  return ROLES.map((role, i) =>
+    [
+      '[[service]]',
+      `name = ${tomlString(role.name)}`,
+      `display_name = ${tomlString(role.display)}`,
+      `routes = ${tomlList(role.routes)}`,
+      `port = ${ports[i]}`,
+      `command = ${tomlList([BIN, 'sim', role.name, '--port', String(ports[i])])}`,
+      'events_path = "/events"',
+      'settings_path = "/settings"',
+      `settings_keys = ${tomlList(role.keys)}`,
+      'autostart = true',
+      '',
+    ].join('\n'),
+  ).join('\n');
+}
+
+// ------------------------------------------------------------------ the orchestrator under test
+
+class Orchestrator {
+  constructor(dir, port, logPath) {
+    this.dir = dir;
+    this.port = port;
+    this.logPath = logPath;
+    this.config = path.join(dir, 'orchestrator.toml');
+    this.dataDir = path.join(dir, 'data');
+    this.child = null;
+  }
+
+  base() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  logText() {
+    try {
+      return fs.readFileSync(this.logPath, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  async start() {
+    const logFd = fs.openSync(this.logPath, 'a');
+    const before = this.logText().length;
+    this.child = spawn(
+      BIN,
+      ['--config', this.config, '--bind', `127.0.0.1:${this.port}`, '--data-dir', this.dataDir],
+      { env: { ...process.env, ...FAST, RUST_LOG: 'info' }, stdio: ['ignore', logFd, logFd] },
+    );
+    fs.closeSync(logFd);
+    const child = this.child;
+    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    await until('the orchestrator to answer /api/health', 20_000, async () => {
+      if (child.exitCode !== null) throw new Error(`orchestrator exited with ${child.exitCode}`);
+      const res = await fetch(`${this.base()}/api/health`).catch(() => null);
+      return res !== null && res.ok;
+    });
+    // The URL the operator copies from the log, token fragment included.
+    return until('the dashboard URL in the log', 5_000, () => {
+      const match = /dashboard: (http:\/\/\S+#token=\S+)/.exec(this.logText().slice(before));
+      return match ? match[1] : null;
+    });
+  }
+
+  async stop() {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  async api(method, apiPath, body) {
+    const token = fs.readFileSync(path.join(this.dataDir, 'admin.token'), 'utf8').trim();
+    const res = await fetch(`${this.base()}${apiPath}`, {
+      method,
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: res.status, body: await res.json() };
+  }
+}
+
+// ------------------------------------------------------------------ page checks
+
+async function waitInPage(page, what, fn, arg, timeout = STEP_TIMEOUT_MS) {
+  try {
+    return await page.waitForFunction(fn, arg, { timeout, polling: 50 });
+  } catch (e) {
+    throw new Error(`${what}: ${e.message.split('\n')[0]}`);
+  }
+}
+
+async function serviceStatus(page, name) {
+  return page.evaluate((n) => {
+    const tr = document.querySelector(`tr[data-service="${n}"]`);
+    return tr ? { status: tr.dataset.status, badge: tr.querySelector('[data-role="status"]').textContent } : null;
+  }, name);
+}
+
+async function waitServiceStatus(page, name, status, timeout = STEP_TIMEOUT_MS) {
+  await waitInPage(
+    page,
+    `${name} shown as ${status}`,
+    ([n, s]) => document.querySelector(`tr[data-service="${n}"]`)?.dataset.status === s,
+    [name, status],
+    timeout,
+  );
+}
+
+async function tickStamp(page, symbol) {
+  return page.evaluate((s) => {
+    const tr = document.querySelector(`tr[data-symbol="${s}"]`);
+    if (!tr) return null;
+    return { updated: tr.dataset.updated || null, bid: tr.querySelector('[data-role="bid"]').textContent };
+  }, symbol);
+}
+
+async function waitTicksMoving(page, symbol) {
+  const first = await until(`a first tick of ${symbol}`, STEP_TIMEOUT_MS, async () => {
+    const t = await tickStamp(page, symbol);
+    return t && t.updated ? t : null;
+  });
+  assert.match(first.bid, /^\d+\.\d+$/, `${symbol} bid is a price`);
+  const next = await until(`the tick of ${symbol} to update`, STEP_TIMEOUT_MS, async () => {
+    const t = await tickStamp(page, symbol);
+    return t && t.updated && t.updated !== first.updated ? t : null;
+  });
+  return [first, next];
+}
+
+/** A full-page screenshot from the top (so the sticky header sits where it belongs). */
+async function screenshot(page, name) {
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: path.join(OUT, name), fullPage: true });
+}
+
+async function main() {
+  fs.mkdirSync(OUT, { recursive: true });
+  for (const f of fs.readdirSync(OUT)) if (f.endsWith('.png') || f === 'orchestrator.log') fs.rmSync(path.join(OUT, f));
+  assert.ok(fs.existsSync(BIN), `the orchestrator binary ${BIN} exists (cargo build -p orchestrator)`);
+  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} exists (apt-get install -y chromium)`);
+
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orchestrator-e2e-'));
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'orchestrator-e2e-chromium-'));
+  const ports = await Promise.all(ROLES.map(() => freePort()));
+  const orchestrator = new Orchestrator(dir, await freePort(), path.join(OUT, 'orchestrator.log'));
+  fs.writeFileSync(orchestrator.config, configToml(ports));
+
+  let context = null;
+  let page = null;
+  const pageErrors = [];
+  let allowNetworkErrors = false;
+  const watchdog = setTimeout(() => {
+    log(`watchdog: the test took longer than ${WATCHDOG_MS} ms`);
+    orchestrator.child?.kill('SIGKILL');
+    process.exit(1);
+  }, WATCHDOG_MS);
+  process.on('exit', () => orchestrator.child?.kill('SIGKILL'));
+
+  try {
+    log(`starting ${BIN} on port ${orchestrator.port}`);
+    const url = await orchestrator.start();
+    assert.ok(url.startsWith(`${orchestrator.base()}/#token=`), url);
+
+    log(`launching ${CHROMIUM}`);
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1400, height: 1000 },
+      locale: 'hu-HU',
+    });
+    page = context.pages()[0] || (await context.newPage());
+    page.on('console', (msg) => {
+      if (msg.type() !== 'error') return;
+      const text = msg.text();
+      // While the orchestrator restarts, refused connections are expected.
+      if (allowNetworkErrors && /ERR_CONNECTION_REFUSED|WebSocket connection|Failed to load resource/.test(text)) return;
+      // The page handles API errors itself (the invalid setting's 400); Chromium still logs them.
+      if (/the server responded with a status of 400/.test(text)) return;
+      pageErrors.push(`console: ${text}`);
+    });
+    page.on('pageerror', (err) => pageErrors.push(`uncaught: ${err.message}`));
+
+    log('opening the dashboard URL from the log');
+    const response = await page.goto(url);
+    assert.equal(response.status(), 200);
+    const csp = response.headers()['content-security-policy'] || '';
+    assert.match(csp, /default-src 'none'/, 'strict CSP');
+    assert.equal(response.headers()['x-content-type-options'], 'nosniff');
+    await page.locator('#main').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+    const where = await page.evaluate(() => ({ hash: location.hash, stored: sessionStorage.getItem('orchestrator.token') }));
+    assert.equal(where.hash, '', 'the token is removed from the address bar');
+    assert.ok(where.stored && url.endsWith(where.stored), 'the token is kept in sessionStorage');
+    assert.equal(await page.title(), 'Orchestrator – vezérlőpult');
+
+    log('all four services are shown online');
+    for (const role of ROLES) await waitServiceStatus(page, role.name, 'online');
+    for (const role of ROLES) {
+      const s = await serviceStatus(page, role.name);
+      assert.equal(s.badge, 'Működik', `${role.name} badge`);
+      const name = await page.locator(`tr[data-service="${role.name}"] .svc-name`).textContent();
+      assert.equal(name, role.display);
+    }
+    await waitInPage(page, 'the connection indicator to show live', () => document.querySelector('#conn')?.dataset.state === 'live');
+    assert.equal(await page.locator('#conn-text').textContent(), 'Élő kapcsolat');
+    assert.equal(await page.locator('#services-summary').textContent(), '4 / 4 működik');
+
+    log('ticks update for every configured symbol');
+    for (const symbol of ['EURUSD', 'GBPUSD', 'USDJPY', 'XAUUSD']) await waitTicksMoving(page, symbol);
+
+    log('the stop button stops a service, the start button brings it back');
+    await page.locator('tr[data-service="pattern"] button[data-action="stop"]').click();
+    await waitServiceStatus(page, 'pattern', 'stopped');
+    assert.equal((await serviceStatus(page, 'pattern')).badge, 'Leállítva');
+    assert.equal(await page.locator('tr[data-service="pattern"] [data-role="uptime"]').textContent(), '–');
+    assert.ok(await page.locator('tr[data-service="pattern"] button[data-action="stop"]').isDisabled(), 'stop disabled when stopped');
+    assert.equal((await orchestrator.api('GET', '/api/services/pattern')).body.data.status, 'stopped');
+    await page.locator('tr[data-service="pattern"] button[data-action="start"]').click();
+    await waitServiceStatus(page, 'pattern', 'online');
+    assert.equal((await orchestrator.api('GET', '/api/services/pattern')).body.data.status, 'online');
+    for (const role of ROLES) assert.equal((await serviceStatus(page, role.name)).status, 'online');
+
+    log('the restart button restarts a service and counts it');
+    await page.locator('tr[data-service="strategy"] button[data-action="restart"]').click();
+    await waitInPage(
+      page,
+      'strategy restarted and online',
+      () => {
+        const tr = document.querySelector('tr[data-service="strategy"]');
+        return tr?.dataset.status === 'online' && tr.querySelector('[data-role="restarts"]').textContent === '1';
+      },
+      undefined,
+    );
+
+    log('the log tail of a service');
+    await page.locator('tr[data-service="data"] button[data-action="logs"]').click();
+    await waitInPage(page, 'log lines of data', () => {
+      const view = document.querySelector('#log-view');
+      return document.querySelector('#log-service').value === 'data' && view.textContent.includes('/health');
+    });
+    assert.match(await page.locator('#log-status').textContent(), /^data · utolsó 200 sor/);
+
+    log('an invalid setting shows an inline error and is not saved');
+    const volume = page.locator('form[data-key="risk.max_volume"]');
+    await volume.waitFor({ timeout: STEP_TIMEOUT_MS });
+    const versionBefore = await volume.getAttribute('data-version');
+    await volume.locator('input').fill('1000');
+    await volume.locator('button[type="submit"]').click();
+    const errorBox = volume.locator('[data-role="error"]');
+    await waitInPage(page, 'the inline error', () => {
+      const e = document.querySelector('form[data-key="risk.max_volume"] [data-role="error"]');
+      return e && e.textContent.length > 0;
+    });
+    const errorText = await errorBox.textContent();
+    assert.match(errorText, /^Érvénytelen kérés: /, errorText);
+    assert.ok(await errorBox.isVisible());
+    assert.equal(await volume.locator('input').getAttribute('aria-invalid'), 'true');
+    assert.equal(await volume.getAttribute('data-version'), versionBefore);
+    assert.equal((await orchestrator.api('GET', '/api/settings/risk.max_volume')).body.data.value, 1);
+    await screenshot(page, 'dashboard-invalid-setting.png');
+
+    log('a valid setting (with a decimal comma) is saved');
+    await volume.locator('input').fill('2,5');
+    await volume.locator('button[type="submit"]').click();
+    await waitInPage(page, 'the saved note', () =>
+      (document.querySelector('form[data-key="risk.max_volume"] [data-role="saved"]')?.textContent || '').startsWith('Mentve'),
+    );
+    assert.equal(await errorBox.textContent(), '');
+    assert.equal(await volume.locator('input').getAttribute('aria-invalid'), 'false');
+    const saved = (await orchestrator.api('GET', '/api/settings/risk.max_volume')).body.data;
+    assert.equal(saved.value, 2.5);
+    assert.equal(await volume.getAttribute('data-version'), String(saved.version));
+
+    log('a new symbol appears in the tick panel and ticks');
+    const symbols = page.locator('form[data-key="symbols"]');
+    await symbols.locator('input').fill('EURUSD, GBPUSD, USDJPY, XAUUSD, BTCUSD');
+    await symbols.locator('button[type="submit"]').click();
+    await waitTicksMoving(page, 'BTCUSD');
+    assert.deepEqual((await orchestrator.api('GET', '/api/settings/symbols')).body.data.value, [
+      'EURUSD', 'GBPUSD', 'USDJPY', 'XAUUSD', 'BTCUSD',
+    ]);
+
+    // Let uptimes tick past zero and the panels settle, then record the page.
+    await sleep(1500);
+    await screenshot(page, 'dashboard.png');
+    log(`screenshot: ${path.join(OUT, 'dashboard.png')}`);
+    assert.deepEqual(pageErrors, [], 'no console errors or uncaught exceptions');
+
+    log('the connection indicator notices a restart of the orchestrator, reconnects and reloads');
+    allowNetworkErrors = true;
+    await orchestrator.stop();
+    await waitInPage(page, 'the indicator to show the lost connection', () => document.querySelector('#conn')?.dataset.state === 'retrying');
+    assert.match(await page.locator('#conn-text').textContent(), /^Megszakadt a kapcsolat – újrapróbálás \d+ mp múlva$/);
+    await orchestrator.start();
+    await waitInPage(page, 'the indicator to show live again', () => document.querySelector('#conn')?.dataset.state === 'live', undefined, 40_000);
+    for (const role of ROLES) await waitServiceStatus(page, role.name, 'online');
+    await waitTicksMoving(page, 'EURUSD');
+    assert.equal(await volume.locator('input').inputValue(), '2.5', 'the saved setting survived the restart');
+    allowNetworkErrors = false;
+    assert.deepEqual(pageErrors, [], 'no console errors or uncaught exceptions');
+    log('passed');
+  } catch (e) {
+    if (page) await screenshot(page, 'dashboard-failure.png').catch(() => {});
+    const tail = orchestrator.logText().split('\n').slice(-40).join('\n');
+    log(`FAILED: ${e.stack || e}\npage errors: ${JSON.stringify(pageErrors)}\n--- orchestrator log (last 40 lines) ---\n${tail}`);
+    process.exitCode = 1;
+  } finally {
+    clearTimeout(watchdog);
+    if (context) await context.close().catch(() => {});
+    await orchestrator.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+await main();
