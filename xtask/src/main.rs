@@ -1,13 +1,22 @@
-//! `cargo xtask`: developer tasks. `cargo xtask` alone lists them.
+//! `cargo xtask`: developer tasks (the alias is in `.cargo/config.toml`). `cargo xtask` alone
+//! lists them. Each larger task lives in its own module (`e2e.rs`, `bench.rs`, …); this file only
+//! dispatches. If `cargo xtask ci` passes locally, CI is green: it runs `.ci/run` itself.
 #![allow(clippy::print_stdout)]
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 
+mod e2e;
+
+/// Every task with a one-line description, in the order `cargo xtask` lists them.
 const TASKS: &[(&str, &str)] = &[
-    ("ci", "what .ci/run does: fmt --check, clippy -D warnings, the whole test suite"),
-    ("dev", "run the orchestrator with debug logs against data/dev"),
+    ("ci", "exactly what CI runs (.ci/run): fmt --check, clippy -D warnings, cargo test --workspace, e2e"),
+    ("dev", "run the orchestrator with debug logs against data/dev (further arguments are passed on)"),
+    ("e2e", "the dashboard's end-to-end test in headless Chromium; screenshots in target/e2e"),
+    ("bench", "performance beside the peers: bench [supervisor|hub|gateway|all] (docs/BENCHMARKS.md)"),
+    ("fuzz", "fuzz the input parsers (see xtask/src/fuzz.rs)"),
     ("dist", "build the release binary into target/dist"),
 ];
 
@@ -22,7 +31,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn cargo(args: &[&str]) -> anyhow::Result<()> {
+/// Runs `cargo` (the one that runs us) with these arguments; fails when it fails.
+pub(crate) fn cargo(args: &[&str]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status =
         Command::new(&cargo).args(args).status().with_context(|| format!("running cargo {}", args.join(" ")))?;
@@ -32,49 +42,83 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(|p| p.to_path_buf()).unwrap_or_default()
+/// The workspace root (the parent of this crate).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 fn run(args: &[String]) -> anyhow::Result<()> {
     std::env::set_current_dir(root()).context("entering the workspace root")?;
+    let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
-        None | Some("help") | Some("--help") => {
-            println!("cargo xtask <task>\n\ntasks:");
-            for (name, what) in TASKS {
-                println!("  {name:<8} {what}");
-            }
+        None | Some("help" | "--help" | "-h") => {
+            list();
             Ok(())
         }
-        Some("ci") => {
-            let status = Command::new("bash").arg(".ci/run").status().context("running .ci/run")?;
-            if !status.success() {
-                bail!(".ci/run failed ({status})");
-            }
-            Ok(())
+        Some("ci") => ci(rest),
+        Some("dev") => dev(rest),
+        Some("e2e") => e2e::run(rest),
+        // `xtask/src/bench.rs` provides `pub fn run(args: &[String]) -> anyhow::Result<()>`;
+        // once it is in the tree this arm becomes `Some("bench") => bench::run(rest)` with `mod bench;`.
+        Some("bench") => bail!("the bench task is not part of this build yet (xtask/src/bench.rs)"),
+        // Likewise `xtask/src/fuzz.rs`: `Some("fuzz") => fuzz::run(rest)` with `mod fuzz;`.
+        Some("fuzz") => bail!("the fuzz task is not part of this build yet (xtask/src/fuzz.rs)"),
+        Some("dist") => dist(rest),
+        Some(other) => {
+            list();
+            bail!("unknown task `{other}`")
         }
-        Some("dev") => {
-            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["run", "-p", "orchestrator", "--", "--data-dir", "data/dev"])
-                .args(&args[1..])
-                .env(
-                    "RUST_LOG",
-                    std::env::var("RUST_LOG").unwrap_or_else(|_| "debug,actix_server=info,awc=info,h2=info".into()),
-                )
-                .status()
-                .context("running the orchestrator")?;
-            if !status.success() {
-                bail!("orchestrator exited with {status}");
-            }
-            Ok(())
-        }
-        Some("dist") => {
-            cargo(&["build", "--release", "-p", "orchestrator"])?;
-            std::fs::create_dir_all("target/dist").context("creating target/dist")?;
-            std::fs::copy("target/release/orchestrator", "target/dist/orchestrator").context("copying the binary")?;
-            println!("target/dist/orchestrator");
-            Ok(())
-        }
-        Some(other) => bail!("unknown task `{other}`; run `cargo xtask` for the list"),
     }
+}
+
+fn list() {
+    println!("cargo xtask <task>\n\ntasks:");
+    for (name, what) in TASKS {
+        println!("  {name:<8} {what}");
+    }
+}
+
+/// `ci`: runs `.ci/run`, so the two can never drift apart.
+fn ci(args: &[String]) -> anyhow::Result<()> {
+    if let Some(extra) = args.first() {
+        bail!("`cargo xtask ci` takes no arguments (got `{extra}`)");
+    }
+    let status = Command::new("bash").arg(".ci/run").status().context("running .ci/run")?;
+    if !status.success() {
+        bail!(".ci/run failed ({status})");
+    }
+    Ok(())
+}
+
+/// `dev`: the orchestrator on the built-in platform (or ./orchestrator.toml) with debug logs and
+/// its state in `data/dev`.
+fn dev(args: &[String]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "debug,actix_server=info,actix_http=info,awc=info".into());
+    let status = Command::new(cargo)
+        .args(["run", "-p", "orchestrator", "--", "--data-dir", "data/dev"])
+        .args(args)
+        .env("RUST_LOG", log)
+        .status()
+        .context("running the orchestrator")?;
+    if !status.success() {
+        bail!("the orchestrator exited with {status}");
+    }
+    Ok(())
+}
+
+/// `dist`: the release binary, copied to `target/dist/orchestrator`.
+fn dist(args: &[String]) -> anyhow::Result<()> {
+    if let Some(extra) = args.first() {
+        bail!("`cargo xtask dist` takes no arguments (got `{extra}`)");
+    }
+    cargo(&["build", "--release", "-p", "orchestrator"])?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("target"));
+    let dist = target.join("dist");
+    std::fs::create_dir_all(&dist).with_context(|| format!("creating {}", dist.display()))?;
+    let from = target.join("release").join("orchestrator");
+    let to = dist.join("orchestrator");
+    std::fs::copy(&from, &to).with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    println!("{}", to.display());
+    Ok(())
 }
