@@ -8,6 +8,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 
+mod bench;
 mod e2e;
 
 /// Every task with a one-line description, in the order `cargo xtask` lists them.
@@ -15,7 +16,7 @@ const TASKS: &[(&str, &str)] = &[
     ("ci", "exactly what CI runs (.ci/run): fmt --check, clippy -D warnings, cargo test --workspace, e2e"),
     ("dev", "run the orchestrator with debug logs against data/dev (further arguments are passed on)"),
     ("e2e", "the dashboard's end-to-end test in headless Chromium; screenshots in target/e2e"),
-    ("bench", "performance beside the peers: bench [supervisor|hub|gateway|all] (docs/BENCHMARKS.md)"),
+    ("bench", "performance beside the peers: bench [supervisor|hub|gateway|all|setup|check] (docs/BENCHMARKS.md)"),
     ("fuzz", "fuzz the input parsers (see xtask/src/fuzz.rs)"),
     ("dist", "build the release binary into target/dist"),
 ];
@@ -58,9 +59,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         Some("ci") => ci(rest),
         Some("dev") => dev(rest),
         Some("e2e") => e2e::run(rest),
-        // `xtask/src/bench.rs` provides `pub fn run(args: &[String]) -> anyhow::Result<()>`;
-        // once it is in the tree this arm becomes `Some("bench") => bench::run(rest)` with `mod bench;`.
-        Some("bench") => bail!("the bench task is not part of this build yet (xtask/src/bench.rs)"),
+        Some("bench") => bench::run(rest),
         // Likewise `xtask/src/fuzz.rs`: `Some("fuzz") => fuzz::run(rest)` with `mod fuzz;`.
         Some("fuzz") => bail!("the fuzz task is not part of this build yet (xtask/src/fuzz.rs)"),
         Some("dist") => dist(rest),

@@ -1,0 +1,84 @@
+//! `cargo xtask bench [supervisor|gateway|hub|all|setup]`: the performance measurements of SPEC §11,
+//! each run side by side with its peers (PM2, supervisord, nginx, FastAPI) in the same run.
+//!
+//! Nothing is installed silently: `check_tools` names every missing tool with the exact command
+//! that installs it, and `cargo xtask bench setup` installs the Python and Node peers into
+//! `target/bench-tools/` (a venv and an npm prefix) when asked to. All traffic stays on
+//! 127.0.0.1, every loop is bounded in time, and every process started here is stopped (its
+//! whole process group) when its guard drops. Results are printed as Markdown and written to
+//! `target/bench/<suite>-<time>/report.md` next to the logs of every process of the run.
+
+mod common;
+mod gateway;
+mod http;
+mod hub;
+mod stats;
+mod supervisor;
+mod ws;
+
+use anyhow::{Context, bail};
+
+pub use common::Ctx;
+
+const USAGE: &str = "cargo xtask bench <suite> [options]
+
+suites:
+  supervisor   kill -9 -> healthy again: orchestrator vs supervisord vs PM2 vs the floor
+  gateway      forwarding throughput/latency vs nginx and FastAPI+httpx; health and dashboard p99
+  hub          WebSocket fan-out latency, 5 000 clients held, RSS and idle CPU vs a FastAPI broadcaster
+  all          the three above, in that order
+  setup        install the Python and Node peers into target/bench-tools (pip, npm)
+  check        list the tools the suites need and how to install the missing ones
+
+options:
+  --quick          fewer repetitions and shorter runs (a smoke test, not for the report)
+  --repeat N       gateway: rounds of the whole matrix (default 3); supervisor: kills per case (default 20)
+  --no-pin         do not pin processes to CPUs with taskset
+  --bin PATH       measure this orchestrator binary instead of building target/release/orchestrator
+";
+
+/// Entry point of `cargo xtask bench …`.
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let Some(suite) = args.first().map(String::as_str) else {
+        print!("{USAGE}");
+        return Ok(());
+    };
+    let mut opts = common::Options::default();
+    let mut it = args[1..].iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => opts.quick = true,
+            "--no-pin" => opts.no_pin = true,
+            "--bin" => opts.bin = Some(it.next().context("--bin needs a path")?.into()),
+            "--repeat" => {
+                let n = it.next().context("--repeat needs a number")?;
+                opts.repeat = Some(n.parse().with_context(|| format!("--repeat {n}"))?);
+            }
+            other => bail!("unknown option `{other}`\n\n{USAGE}"),
+        }
+    }
+    match suite {
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        "setup" => common::setup(),
+        "check" => {
+            let tools = common::Tools::discover();
+            tools.print_check();
+            Ok(())
+        }
+        "supervisor" | "gateway" | "hub" | "all" => {
+            let mut ctx = Ctx::new(suite, opts)?;
+            let result = match suite {
+                "supervisor" => supervisor::run(&mut ctx),
+                "gateway" => gateway::run(&mut ctx),
+                "hub" => hub::run(&mut ctx),
+                _ => supervisor::run(&mut ctx).and_then(|()| gateway::run(&mut ctx)).and_then(|()| hub::run(&mut ctx)),
+            };
+            ctx.finish()?;
+            result
+        }
+        other => bail!("unknown bench suite `{other}`\n\n{USAGE}"),
+    }
+}

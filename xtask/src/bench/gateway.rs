@@ -1,0 +1,459 @@
+//! `cargo xtask bench gateway`: wrk against one simulated upstream directly, through nginx
+//! (1 worker, upstream keepalive), through the orchestrator (viewer token: auth, validation and
+//! envelope on) and through a minimal FastAPI + uvicorn + httpx proxy, at 50 and 200
+//! connections, in interleaved rounds; then `GET /api/health` and `GET /api/dashboard` latency
+//! with healthy services and with one service hung.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use super::common::{self, CpuSampler, Ctx, Proc, create_token, free_port, local, wait_for};
+use super::http::{Conn, get_once};
+use super::stats::{Summary, median, range};
+
+/// The forwarded request: a small JSON answer from the data service.
+const PATH: &str = "/ticks/latest?symbol=EURUSD";
+
+/// One wrk run.
+#[derive(Debug, Clone, Copy)]
+struct WrkResult {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    bad: u64,
+}
+
+fn parse_latency(v: &str) -> Option<f64> {
+    let v = v.trim();
+    let (num, mult) = if let Some(n) = v.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (v, 1.0)
+    };
+    num.trim().parse::<f64>().ok().map(|x| x * mult)
+}
+
+fn parse_wrk(out: &str) -> anyhow::Result<WrkResult> {
+    let mut r = WrkResult { rps: f64::NAN, p50_ms: f64::NAN, p99_ms: f64::NAN, bad: 0 };
+    for line in out.lines() {
+        let t = line.trim();
+        if let Some(v) = t.strip_prefix("Requests/sec:") {
+            r.rps = v.trim().parse().unwrap_or(f64::NAN);
+        } else if let Some(v) = t.strip_prefix("50%") {
+            r.p50_ms = parse_latency(v).unwrap_or(f64::NAN);
+        } else if let Some(v) = t.strip_prefix("99%") {
+            r.p99_ms = parse_latency(v).unwrap_or(f64::NAN);
+        } else if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
+            r.bad += v.trim().parse::<u64>().unwrap_or(0);
+        } else if let Some(v) = t.strip_prefix("Socket errors:") {
+            r.bad += v.split(',').filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok()).sum::<u64>();
+        }
+    }
+    if r.rps.is_nan() {
+        bail!("cannot read wrk's output:\n{out}");
+    }
+    Ok(r)
+}
+
+fn wrk(ctx: &Ctx, url: &str, conns: usize, secs: u64, headers: &[String]) -> anyhow::Result<(WrkResult, String)> {
+    let wrk = ctx.tools.wrk.clone().context("wrk missing")?;
+    let mut cmd = ctx.command(ctx.load_cpu(), wrk);
+    cmd.args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), "--timeout", "10s", "--latency"]);
+    for h in headers {
+        cmd.arg("-H").arg(h);
+    }
+    cmd.arg(url);
+    let cpu = CpuSampler::start();
+    let out = cmd.output().context("running wrk")?;
+    let cpu = cpu.finish();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("wrk failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+    }
+    Ok((parse_wrk(&text)?, cpu))
+}
+
+/// Sequential keep-alive requests on `conns` connections, each paced at one request per
+/// `every`, for `secs`: latencies in ms and the number of non-200 answers or errors.
+pub fn probe(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(String, String)],
+    conns: usize,
+    every: Duration,
+    secs: f64,
+) -> (Vec<f64>, usize) {
+    let stop_at = Instant::now() + Duration::from_secs_f64(secs);
+    let handles: Vec<_> = (0..conns)
+        .map(|_| {
+            let path = path.to_owned();
+            let headers = headers.to_vec();
+            std::thread::spawn(move || {
+                let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let mut lat = Vec::new();
+                let mut bad = 0usize;
+                let mut conn: Option<Conn> = None;
+                let mut next = Instant::now();
+                while Instant::now() < stop_at {
+                    if conn.as_ref().is_none_or(Conn::is_closed) {
+                        conn = Conn::connect(addr, Duration::from_secs(10)).ok();
+                    }
+                    let Some(c) = conn.as_mut() else {
+                        bad += 1;
+                        std::thread::sleep(every);
+                        continue;
+                    };
+                    let t0 = Instant::now();
+                    match c.request("GET", &path, &hs, b"") {
+                        Ok(r) if r.status == 200 => lat.push(common::ms(t0.elapsed())),
+                        Ok(_) => bad += 1,
+                        Err(_) => {
+                            bad += 1;
+                            conn = None;
+                        }
+                    }
+                    next += every;
+                    let now = Instant::now();
+                    if next > now {
+                        std::thread::sleep(next - now);
+                    } else {
+                        next = now;
+                    }
+                }
+                (lat, bad)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut bad = 0;
+    for h in handles {
+        if let Ok((l, b)) = h.join() {
+            all.extend(l);
+            bad += b;
+        }
+    }
+    (all, bad)
+}
+
+fn nginx_conf(dir: &Path, port: u16, upstream: u16) -> String {
+    let d = dir.display();
+    format!(
+        "# generated by cargo xtask bench gateway: 1 worker, upstream keepalive, access log on (its default)\n\
+         worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+           fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+           upstream sim {{ server 127.0.0.1:{upstream}; keepalive 256; }}\n\
+           server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://sim;\n\
+               proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n    }}\n  }}\n}}\n"
+    )
+}
+
+fn ok_200(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Option<()> {
+    let mut c = Conn::connect(addr, Duration::from_millis(500)).ok()?;
+    let r = c.request("GET", path, headers, b"").ok()?;
+    (r.status == 200).then_some(())
+}
+
+fn repin(ctx: &Ctx, pid: u32, cpu: Option<usize>) {
+    if let (Some(cpu), Some(taskset)) = (cpu, &ctx.tools.taskset) {
+        let _ = Command::new(taskset).args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()]).output();
+    }
+}
+
+/// The four simulated services the orchestrator's config points at (external: never spawned).
+struct Upstreams {
+    ports: [u16; 4],
+    procs: Vec<Proc>,
+}
+
+const ROLES: [(&str, &str, &str); 4] = [
+    ("data", "Data Service", "[\"ticks\", \"ohlc\", \"symbols\"]"),
+    ("mt5", "MT5 Service", "[\"account\", \"positions\", \"orders\"]"),
+    ("strategy", "Strategy Service", "[\"strategies\", \"signals\"]"),
+    ("pattern", "Pattern Service", "[\"patterns\"]"),
+];
+
+fn spawn_sim(ctx: &Ctx, dir: &Path, role: &str, port: u16, extra: &[&str]) -> anyhow::Result<Proc> {
+    let mut cmd = ctx.command(ctx.load_cpu(), &ctx.orchestrator);
+    cmd.args(["sim", role, "--port", &port.to_string(), "--quiet", "--workers", "1"]).args(extra);
+    Proc::spawn(&format!("sim {role}"), &mut cmd, &dir.join(format!("sim-{role}-{port}.log")))
+}
+
+impl Upstreams {
+    fn start(ctx: &Ctx, dir: &Path) -> anyhow::Result<Upstreams> {
+        let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
+        let mut procs = Vec::new();
+        for (i, (role, _, _)) in ROLES.iter().enumerate() {
+            procs.push(spawn_sim(ctx, dir, role, ports[i], &[])?);
+        }
+        for p in ports {
+            wait_for("a simulated service", Duration::from_secs(20), Duration::from_millis(20), || {
+                get_once(local(p), "/health", Duration::from_millis(300)).ok().filter(|r| r.status == 200)
+            })?;
+        }
+        Ok(Upstreams { ports, procs })
+    }
+
+    fn config(&self) -> String {
+        let mut out = String::from(
+            "# generated by cargo xtask bench gateway: the four simulated services, external (started by the bench)\n",
+        );
+        for (i, (role, display, routes)) in ROLES.iter().enumerate() {
+            out.push_str(&format!(
+                "[[service]]\nname = \"{role}\"\ndisplay_name = \"{display}\"\nroutes = {routes}\nport = {}\n",
+                self.ports[i]
+            ));
+        }
+        out
+    }
+}
+
+/// Runs the suite.
+pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
+    ctx.tools.require(&["wrk", "nginx", "venv"])?;
+    let dir = ctx.subdir("gateway")?;
+    let quick = ctx.opts.quick;
+    let rounds = ctx.opts.repeat.unwrap_or(if quick { 1 } else { 3 });
+    let secs: u64 = if quick { 3 } else { 8 };
+    common::pin_self(ctx, ctx.load_cpu());
+
+    let ups = Upstreams::start(ctx, &dir)?;
+    let up = ups.ports[0];
+    let up_pid = ups.procs[0].pid();
+
+    // nginx
+    let ngx_dir = dir.join("nginx");
+    std::fs::create_dir_all(&ngx_dir)?;
+    let ngx_port = free_port()?;
+    std::fs::write(ngx_dir.join("nginx.conf"), nginx_conf(&ngx_dir, ngx_port, up))?;
+    let nginx = ctx.tools.nginx.clone().context("nginx missing")?;
+    let mut cmd = ctx.command(ctx.sut_cpu(), nginx);
+    cmd.arg("-c").arg(ngx_dir.join("nginx.conf")).arg("-p").arg(&ngx_dir);
+    let _nginx = Proc::spawn("nginx", &mut cmd, &ngx_dir.join("nginx.out"))?;
+
+    // orchestrator
+    let orch_dir = dir.join("orchestrator");
+    std::fs::create_dir_all(&orch_dir)?;
+    let config = orch_dir.join("orchestrator.toml");
+    std::fs::write(&config, ups.config())?;
+    let data_dir = orch_dir.join("data");
+    let viewer = create_token(&ctx.orchestrator, &config, &data_dir, "bench-viewer", "viewer")?;
+    let orch_port = free_port()?;
+    let mut cmd = ctx.command(ctx.sut_cpu(), &ctx.orchestrator);
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--bind")
+        .arg(format!("127.0.0.1:{orch_port}"))
+        .arg("--data-dir")
+        .arg(&data_dir);
+    let orch = Proc::spawn("orchestrator", &mut cmd, &orch_dir.join("orchestrator.log"))?;
+
+    // FastAPI + httpx
+    let fa_port = free_port()?;
+    let python = ctx.tools.venv_python.clone().context("venv missing")?;
+    let mut cmd = ctx.command(ctx.sut_cpu(), python);
+    cmd.args(["-m", "uvicorn", "fastapi_proxy:app", "--app-dir"])
+        .arg(common::super_root().join("xtask/peers"))
+        .args(["--host", "127.0.0.1", "--port", &fa_port.to_string(), "--workers", "1"])
+        .env("UPSTREAM", format!("http://127.0.0.1:{up}"));
+    let _fastapi = Proc::spawn("fastapi proxy", &mut cmd, &dir.join("fastapi.log"))?;
+
+    let auth = format!("Bearer {viewer}");
+    let auth_h = [("Authorization", auth.as_str())];
+    let orch_path = format!("/api{PATH}");
+    for (what, port, path, hs) in [
+        ("nginx", ngx_port, PATH, &[][..]),
+        ("orchestrator", orch_port, orch_path.as_str(), &auth_h[..]),
+        ("FastAPI proxy", fa_port, "/api/ticks/latest?symbol=EURUSD", &[][..]),
+    ] {
+        wait_for(&format!("{what} to forward"), Duration::from_secs(30), Duration::from_millis(50), || {
+            ok_200(local(port), path, hs)
+        })?;
+    }
+
+    let auth_header = vec![format!("Authorization: Bearer {viewer}")];
+    let targets: Vec<(&str, String, Vec<String>)> = vec![
+        ("direct (upstream alone)", format!("http://127.0.0.1:{up}{PATH}"), vec![]),
+        ("nginx (1 worker, keepalive)", format!("http://127.0.0.1:{ngx_port}{PATH}"), vec![]),
+        ("orchestrator", format!("http://127.0.0.1:{orch_port}/api{PATH}"), auth_header.clone()),
+        ("FastAPI + uvicorn + httpx", format!("http://127.0.0.1:{fa_port}/api{PATH}"), vec![]),
+    ];
+    let conns_list = [50usize, 200];
+    // results[target][conns] = runs
+    let mut results: Vec<Vec<Vec<(WrkResult, String)>>> = vec![vec![Vec::new(); conns_list.len()]; targets.len()];
+    ctx.note("warming up");
+    for (i, (_, url, hs)) in targets.iter().enumerate() {
+        if i == 0 {
+            repin(ctx, up_pid, ctx.sut_cpu());
+        }
+        wrk(ctx, url, 50, 1, hs)?;
+        if i == 0 {
+            repin(ctx, up_pid, ctx.load_cpu());
+        }
+    }
+    for round in 0..rounds {
+        for (ci, conns) in conns_list.iter().enumerate() {
+            for (ti, (name, url, hs)) in targets.iter().enumerate() {
+                ctx.note(&format!("round {}/{rounds}: {name}, {conns} connections", round + 1));
+                if ti == 0 {
+                    repin(ctx, up_pid, ctx.sut_cpu());
+                }
+                let r = wrk(ctx, url, *conns, secs, hs);
+                if ti == 0 {
+                    repin(ctx, up_pid, ctx.load_cpu());
+                }
+                results[ti][ci].push(r?);
+            }
+        }
+    }
+
+    ctx.line(&format!(
+        "\n## Gateway: forwarding `GET {PATH}`\n\n`cargo xtask bench gateway` — wrk 1 thread, {secs} s per run, {rounds} interleaved \
+         round(s); medians over rounds, [min–max] in brackets. Upstream: `orchestrator sim data --quiet --workers 1` \
+         (one actix worker, no per-request log line). The proxy under test runs alone on one CPU; wrk and the upstream \
+         share the other (in the direct row the upstream has the first CPU to itself). Every proxy logs each request \
+         to a file, as it does by default (nginx access_log, the orchestrator's `access` log at info, uvicorn's access log). \
+         The orchestrator is given a viewer token: auth, query validation (symbol in the `symbols` setting) and the envelope are on.\n"
+    ));
+    ctx.line("| path | conns | req/s | p50 ms | p99 ms | errors | CPU busy (last round) |");
+    ctx.line("|---|---:|---:|---:|---:|---:|---|");
+    let mut med = vec![vec![(0.0, 0.0); conns_list.len()]; targets.len()];
+    for (ti, (name, _, _)) in targets.iter().enumerate() {
+        for (ci, conns) in conns_list.iter().enumerate() {
+            let runs = &results[ti][ci];
+            let rps: Vec<f64> = runs.iter().map(|r| r.0.rps).collect();
+            let p50: Vec<f64> = runs.iter().map(|r| r.0.p50_ms).collect();
+            let p99: Vec<f64> = runs.iter().map(|r| r.0.p99_ms).collect();
+            let bad: u64 = runs.iter().map(|r| r.0.bad).sum();
+            med[ti][ci] = (median(&rps), median(&p99));
+            ctx.line(&format!(
+                "| {name} | {conns} | {:.0} [{}] | {:.2} | {:.2} [{}] | {bad} | {} |",
+                median(&rps),
+                range(&rps, 0),
+                median(&p50),
+                median(&p99),
+                range(&p99, 2),
+                runs.last().map(|r| r.1.as_str()).unwrap_or("")
+            ));
+        }
+    }
+    for (ci, conns) in conns_list.iter().enumerate() {
+        let (o_rps, o_p99) = med[2][ci];
+        let (n_rps, n_p99) = med[1][ci];
+        ctx.line(&format!(
+            "\nAt {conns} connections: throughput ≥ nginx: **{}** ({o_rps:.0} vs {n_rps:.0} req/s, {:.0} %); p99 ≤ nginx: **{}** ({o_p99:.2} vs {n_p99:.2} ms).",
+            if o_rps >= n_rps { "met" } else { "NOT met" },
+            100.0 * o_rps / n_rps,
+            if o_p99 <= n_p99 { "met" } else { "NOT met" },
+        ));
+    }
+
+    // Health and dashboard latency.
+    let probe_secs = if quick { 3.0 } else { 10.0 };
+    let orch_addr = local(orch_port);
+    let hdr = vec![("Authorization".to_owned(), format!("Bearer {viewer}"))];
+    ctx.note("GET /api/health latency");
+    let (h, h_bad) = probe(orch_addr, "/api/health", &[], 4, Duration::from_millis(2), probe_secs);
+    let (hw, _) = wrk(ctx, &format!("http://127.0.0.1:{orch_port}/api/health"), 50, secs, &[])?;
+    ctx.note("GET /api/dashboard latency, healthy");
+    let (d, d_bad) = probe(orch_addr, "/api/dashboard", &hdr, 4, Duration::from_millis(10), probe_secs);
+    let mut ups = ups;
+    // One service hung: its routes never answer in time, its health stays fine (so it stays online).
+    let pattern_port = ups.ports[3];
+    let mut old = ups.procs.remove(3);
+    old.stop();
+    let hung = spawn_sim(ctx, &dir, "pattern", pattern_port, &["--response-delay-ms", "600000"])?;
+    wait_for("the hung pattern service", Duration::from_secs(20), Duration::from_millis(20), || {
+        get_once(local(pattern_port), "/health", Duration::from_millis(300)).ok().filter(|r| r.status == 200)
+    })?;
+    wait_for("pattern online again", Duration::from_secs(30), Duration::from_millis(100), || {
+        let hs: Vec<(&str, &str)> = hdr.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut c = Conn::connect(orch_addr, Duration::from_secs(1)).ok()?;
+        let r = c.request("GET", "/api/services/pattern", &hs, b"").ok()?;
+        String::from_utf8_lossy(&r.body).contains("\"status\":\"online\"").then_some(())
+    })?;
+    ctx.note("GET /api/dashboard latency, one service hung (routes never answer)");
+    let (dh, dh_bad) = probe(orch_addr, "/api/dashboard", &hdr, 8, Duration::from_millis(10), probe_secs.max(6.0));
+    drop(hung);
+    // One service hung including its health: offline after the failure threshold, then fast fail.
+    let hung2 = spawn_sim(
+        ctx,
+        &dir,
+        "pattern",
+        pattern_port,
+        &["--response-delay-ms", "600000", "--hang-health-after-ms", "0"],
+    )?;
+    ctx.note("waiting for the orchestrator to mark the hung service offline (3 failed probes, default timers)");
+    wait_for("pattern offline", Duration::from_secs(60), Duration::from_millis(200), || {
+        let hs: Vec<(&str, &str)> = hdr.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut c = Conn::connect(orch_addr, Duration::from_secs(1)).ok()?;
+        let r = c.request("GET", "/api/services/pattern", &hs, b"").ok()?;
+        let body = String::from_utf8_lossy(&r.body);
+        (body.contains("\"status\":\"offline\"") || body.contains("\"status\":\"error\"")).then_some(())
+    })?;
+    let (dh2, dh2_bad) = probe(orch_addr, "/api/dashboard", &hdr, 4, Duration::from_millis(10), probe_secs);
+    drop(hung2);
+    drop(orch);
+
+    let row = |ctx: &mut Ctx, what: &str, s: &[f64], bad: usize, target: &str, limit: f64| {
+        let sum = Summary::of(s);
+        ctx.line(&format!(
+            "| {what} | {} | {:.3} | {:.3} | {:.3} | {bad} | {target}: **{}** |",
+            sum.n,
+            sum.p50,
+            sum.p99,
+            sum.max,
+            if sum.p99 < limit { "met" } else { "NOT met" }
+        ));
+    };
+    ctx.line(&format!(
+        "\n### Health and dashboard latency\n\nKeep-alive connections, each sending one request, waiting for the answer, \
+         then pacing to a fixed period ({probe_secs:.0} s; health: 4 connections × every 2 ms; dashboard: 4 connections \
+         × every 10 ms, 8 with the hung service). Latency as the client sees it.\n"
+    ));
+    ctx.line("| request | n | p50 ms | p99 ms | max ms | errors | target |");
+    ctx.line("|---|---:|---:|---:|---:|---:|---|");
+    row(ctx, "`GET /api/health`", &h, h_bad, "p99 < 1 ms", 1.0);
+    row(ctx, "`GET /api/dashboard`, all healthy", &d, d_bad, "p99 < 10 ms", 10.0);
+    row(ctx, "`GET /api/dashboard`, pattern hung (routes never answer, health ok)", &dh, dh_bad, "p99 < 15 ms", 15.0);
+    row(
+        ctx,
+        "`GET /api/dashboard`, pattern hung and marked offline by its health checks",
+        &dh2,
+        dh2_bad,
+        "p99 < 15 ms",
+        15.0,
+    );
+    ctx.line(&format!(
+        "\n`GET /api/health` saturated by wrk at 50 connections: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms.",
+        hw.rps, hw.p50_ms, hw.p99_ms
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_wrk_output() {
+        let out = "Running 5s test @ http://x\n  Latency Distribution\n     50%  617.00us\n     75%  698.00us\n     99%    3.78ms\n\
+                   329439 requests in 5.01s, 64.68MB read\n  Socket errors: connect 0, read 2, write 0, timeout 3\n\
+                   Non-2xx or 3xx responses: 4\nRequests/sec:  65717.91\n";
+        let r = parse_wrk(out).unwrap_or_else(|e| panic!("{e}"));
+        assert!((r.rps - 65717.91).abs() < 1e-6);
+        assert!((r.p50_ms - 0.617).abs() < 1e-9);
+        assert!((r.p99_ms - 3.78).abs() < 1e-9);
+        assert_eq!(r.bad, 9);
+        assert_eq!(parse_latency("1.02s"), Some(1020.0));
+    }
+}
