@@ -20,6 +20,7 @@ mod screen;
 mod startup;
 mod state;
 mod upstream;
+mod wsguard;
 
 pub use auth::{Principal, access_table, required_access};
 pub use context::RequestCtx;

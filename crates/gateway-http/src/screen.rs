@@ -2,17 +2,22 @@
 //! checks that refuse a request before any routing work or body read — an overlong path or query
 //! string (400), a declared body larger than `gateway.max_body_bytes` on any route, also one that
 //! ignores bodies (413), and a browser origin the CORS policy does not allow (403, see
-//! [`crate::cors`]).
+//! [`crate::cors`]). It also puts the frame-length guard ([`crate::wsguard`]) on the inbound
+//! bytes of every WebSocket upgrade.
 
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
 use actix_web::http::header;
 use actix_web::middleware::Next;
-use actix_web::{Error, web};
+use actix_web::{Error, HttpMessage, web};
+use bytes::Bytes;
+use futures_util::Stream;
 use gateway_core::{Problem, Reason};
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::wsguard::{FrameGuard, MAX_WS_FRAME};
 
 /// Longest accepted path, in bytes (still percent-encoded).
 pub const MAX_PATH_BYTES: usize = 4096;
@@ -46,6 +51,13 @@ pub async fn screen(
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     if let Err(problem) = check(&req) {
         return Ok(req.error_response(ApiError::Problem(problem)));
+    }
+    let mut req = req;
+    let upgrade = req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok());
+    if upgrade.is_some_and(|u| u.trim().eq_ignore_ascii_case("websocket")) {
+        let guarded: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
+            Box::pin(FrameGuard::new(req.take_payload(), MAX_WS_FRAME));
+        req.set_payload(Payload::from(guarded));
     }
     Ok(next.call(req).await?.map_into_boxed_body())
 }
