@@ -398,6 +398,29 @@ async function main() {
     assert.equal(await volume.locator('input').inputValue(), '2.5', 'the saved setting survived the restart');
     allowNetworkErrors = false;
     assert.deepEqual(pageErrors, [], 'no console errors or uncaught exceptions');
+
+    log('a tab without the fragment asks for the token once; a wrong one is refused inline');
+    const second = await context.newPage();
+    second.on('pageerror', (err) => pageErrors.push(`uncaught (second tab): ${err.message}`));
+    await second.goto(`${orchestrator.base()}/`);
+    await second.locator('#login').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+    assert.ok(await second.locator('#main').isHidden(), 'nothing is shown before login');
+    assert.equal(await second.evaluate(() => document.activeElement?.id), 'token-input', 'the token field has focus');
+    await second.locator('#token-input').fill('not-a-token');
+    await second.locator('#login-form button[type="submit"]').click();
+    await waitInPage(second, 'the login error', () => document.querySelector('#login-error').textContent.length > 0);
+    assert.match(await second.locator('#login-error').textContent(), /érvénytelen/);
+    assert.equal(await second.locator('#token-input').getAttribute('aria-invalid'), 'true');
+    await screenshot(second, 'dashboard-login.png');
+    const token = url.slice(url.indexOf('#token=') + '#token='.length);
+    await second.locator('#token-input').fill(token);
+    await second.locator('#login-form button[type="submit"]').click();
+    await second.locator('#main').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+    for (const role of ROLES) await waitServiceStatus(second, role.name, 'online');
+    await waitInPage(second, 'the second tab live', () => document.querySelector('#conn')?.dataset.state === 'live');
+    assert.equal(await second.evaluate(() => sessionStorage.getItem('orchestrator.token')), token);
+    await second.close();
+    assert.deepEqual(pageErrors, [], 'no uncaught exceptions');
     log('passed');
   } catch (e) {
     if (page) await screenshot(page, 'dashboard-failure.png').catch(() => {});

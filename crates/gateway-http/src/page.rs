@@ -223,6 +223,8 @@ mod tests {
         }
         let css = text(asset("dashboard.css"));
         assert!(!css.contains("@import") && !css.contains("url(http"), "the stylesheet loads nothing");
+        // The script hides panels with the `hidden` attribute; author `display` rules must not undo it.
+        assert!(css.contains("[hidden] { display: none !important; }"), "[hidden] must win over display rules");
     }
 
     #[test]
