@@ -1017,7 +1017,14 @@
       if (data.keys.includes('symbols')) loadSymbols();
     } else if (data.kind === 'service_gave_up') {
       const name = data.display_name || data.service;
-      showNotice(`${name} leállt és nem indul újra magától: ${data.last_error || 'ismeretlen hiba'}`);
+      const detail = data.last_error || 'ismeretlen hiba';
+      if (data.sub_state === 'crash_loop') {
+        showNotice(`${name}: ismétlődő összeomlás, újraindítás csak ritkítva. ${detail}`);
+      } else if (data.sub_state === 'port_conflict') {
+        showNotice(`${name} nem indítható, mert a portja foglalt. ${detail}`);
+      } else {
+        showNotice(`${name} nem indult el. ${detail}`);
+      }
     }
   }
 
