@@ -48,6 +48,11 @@ impl Services {
     /// `[[service]]` blocks for the four simulated roles; `extra` is appended to each block,
     /// `flags(role)` adds simulator flags.
     pub fn toml(&self, autostart: bool, extra: &str, flags: impl Fn(&str) -> Vec<String>) -> String {
+        self.toml_by_role(autostart, |role| (flags(role), extra.to_owned()))
+    }
+
+    /// Like [`Services::toml`], with simulator flags and extra TOML lines chosen per role.
+    pub fn toml_by_role(&self, autostart: bool, per_role: impl Fn(&str) -> (Vec<String>, String)) -> String {
         let roles = [
             ("data", "Data Service", "[\"ticks\", \"ohlc\", \"symbols\"]", "[\"symbols\", \"timeframes\"]"),
             ("mt5", "MT5 Service", "[\"account\", \"positions\", \"orders\"]", "[\"symbols\", \"risk.max_volume\"]"),
@@ -57,8 +62,9 @@ impl Services {
         let mut out = String::new();
         for (i, (role, display, routes, keys)) in roles.iter().enumerate() {
             let port = self.ports[i];
+            let (flags, extra) = per_role(role);
             let mut cmd = vec![exe().to_owned(), "sim".into(), (*role).into(), "--port".into(), port.to_string()];
-            cmd.extend(flags(role));
+            cmd.extend(flags);
             let cmd = cmd.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ");
             out.push_str(&format!(
                 "[[service]]\nname = \"{role}\"\ndisplay_name = \"{display}\"\nroutes = {routes}\nport = {port}\n\
@@ -376,7 +382,13 @@ pub const FAST: &[(&str, &str)] = &[
 
 impl Api {
     /// Waits until the service's entry satisfies `pred`; returns it.
-    pub async fn wait_service(&self, name: &str, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_service(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let path = format!("/api/services/{name}");
         let mut last = Value::Null;
         let deadline = Instant::now() + timeout;
@@ -401,4 +413,35 @@ impl Api {
 /// Whether a process exists (and is not a zombie).
 pub fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid)
+}
+
+/// Sends raw bytes as one HTTP/1.1 request (for paths an HTTP client would normalise) and
+/// returns the status and the body (JSON when it parses, else a string).
+pub fn raw_http(port: u16, request: &[u8]) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(request).unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned())))
+}
+
+/// `GET {target}` over a raw socket with a bearer token, closing the connection after it.
+pub fn raw_get(port: u16, target: &str, token: &str) -> (u16, Value) {
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    raw_http(port, request.as_bytes())
+}
+
+impl Api {
+    /// The captured output lines of a service (the whole ring).
+    pub async fn service_log(&self, name: &str) -> Vec<String> {
+        let r = self.get(&format!("/api/services/{name}/logs?tail=10000")).await;
+        r.data()["lines"].as_array().unwrap().iter().map(|l| l["line"].as_str().unwrap_or("").to_owned()).collect()
+    }
 }

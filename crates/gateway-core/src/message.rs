@@ -372,6 +372,14 @@ pub enum Problem {
         /// What it said or what was wrong with it.
         detail: String,
     },
+    /// 502: the service's answer was unusable: not JSON (`status` is its HTTP status), or the
+    /// connection broke off in the middle of it (`status` is `None`).
+    UpstreamInvalid {
+        /// Display name of the service.
+        service: String,
+        /// The HTTP status of the unusable answer, when one was received.
+        status: Option<u16>,
+    },
     /// A 4xx answer of a downstream service without an envelope: its status is kept.
     UpstreamRejected {
         /// Display name of the service.
@@ -411,7 +419,7 @@ impl Problem {
             Problem::PayloadTooLarge => ErrorCode::PayloadTooLarge,
             Problem::ServiceUnavailable { .. } => ErrorCode::ServiceUnavailable,
             Problem::UpstreamTimeout { .. } => ErrorCode::UpstreamTimeout,
-            Problem::UpstreamError { .. } => ErrorCode::UpstreamError,
+            Problem::UpstreamError { .. } | Problem::UpstreamInvalid { .. } => ErrorCode::UpstreamError,
             Problem::UpstreamRejected { status, .. } => match status {
                 401 => ErrorCode::Unauthorized,
                 403 => ErrorCode::Forbidden,
@@ -454,6 +462,12 @@ impl Problem {
                     format!("A(z) {service} nem válaszolt időben ({} mp).", seconds(*timeout_ms, ','))
                 }
                 Problem::UpstreamError { service, detail } => format!("A(z) {service} hibát jelzett: {detail}"),
+                Problem::UpstreamInvalid { service, status: Some(status) } => {
+                    format!("A(z) {service} hibát jelzett: érvénytelen válasz (HTTP {status})")
+                }
+                Problem::UpstreamInvalid { service, status: None } => {
+                    format!("A(z) {service} hibát jelzett: a kapcsolat válasz közben megszakadt")
+                }
                 Problem::UpstreamRejected { service, detail, .. } => {
                     format!("A(z) {service} elutasította a kérést: {detail}")
                 }
@@ -478,7 +492,15 @@ impl Problem {
                     format!("{service} did not respond in time ({} s).", seconds(*timeout_ms, '.'))
                 }
                 Problem::UpstreamError { service, detail } => format!("{service} reported an error: {detail}"),
-                Problem::UpstreamRejected { service, detail, .. } => format!("{service} rejected the request: {detail}"),
+                Problem::UpstreamInvalid { service, status: Some(status) } => {
+                    format!("{service} reported an error: invalid answer (HTTP {status})")
+                }
+                Problem::UpstreamInvalid { service, status: None } => {
+                    format!("{service} reported an error: the connection broke off mid-answer")
+                }
+                Problem::UpstreamRejected { service, detail, .. } => {
+                    format!("{service} rejected the request: {detail}")
+                }
                 Problem::Internal => "An internal error occurred. Please try again later.".into(),
             },
         }
@@ -545,6 +567,18 @@ mod tests {
                 502,
                 "A(z) Data Service hibát jelzett: HTTP 500",
             ),
+            (
+                Problem::UpstreamInvalid { service: "Data Service".into(), status: Some(200) },
+                ErrorCode::UpstreamError,
+                502,
+                "A(z) Data Service hibát jelzett: érvénytelen válasz (HTTP 200)",
+            ),
+            (
+                Problem::UpstreamInvalid { service: "Data Service".into(), status: None },
+                ErrorCode::UpstreamError,
+                502,
+                "A(z) Data Service hibát jelzett: a kapcsolat",
+            ),
             (Problem::Internal, ErrorCode::Internal, 500, "Belső hiba történt. Kérjük, próbálja újra később."),
         ];
         for (problem, code, status, hu) in cases {
@@ -559,7 +593,11 @@ mod tests {
 
     #[test]
     fn downstream_rejections_keep_their_status() {
-        let p = |status| Problem::UpstreamRejected { service: "Data Service".into(), status, detail: "unknown symbol".into() };
+        let p = |status| Problem::UpstreamRejected {
+            service: "Data Service".into(),
+            status,
+            detail: "unknown symbol".into(),
+        };
         assert_eq!((p(404).http_status(), p(404).code()), (404, ErrorCode::NotFound));
         assert_eq!((p(422).http_status(), p(422).code()), (422, ErrorCode::ValidationFailed));
         assert_eq!(p(400).message(Lang::Hu), "A(z) Data Service elutasította a kérést: unknown symbol");

@@ -21,6 +21,15 @@ pub enum ServiceStatus {
 }
 
 impl ServiceStatus {
+    /// Every status.
+    pub const ALL: [ServiceStatus; 5] = [
+        ServiceStatus::Stopped,
+        ServiceStatus::Starting,
+        ServiceStatus::Online,
+        ServiceStatus::Offline,
+        ServiceStatus::Error,
+    ];
+
     /// The status as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -49,23 +49,29 @@ fn check_count(field: &str, value: &str) -> Result<(), FieldError> {
     }
 }
 
-/// Validates query parameters: every known name is checked, `from` ≤ `to`, and no value
-/// carries control characters.
-pub fn check_query(pairs: &[(String, String)], limits: &Limits) -> Result<(), FieldError> {
+/// Validates query parameters (decoded name/value pairs, borrowed or owned): every known name
+/// is checked, `from` ≤ `to`, and no name or value carries control characters.
+pub fn check_query<I, K, V>(pairs: I, limits: &Limits) -> Result<(), FieldError>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: AsRef<str>,
+{
     let mut from = None;
     let mut to = None;
     for (name, value) in pairs {
+        let (name, value) = (name.as_ref(), value.as_ref());
         if name.chars().chain(value.chars()).any(char::is_control) {
-            return Err(FieldError::new(name.clone(), Reason::Malformed));
+            return Err(FieldError::new(name, Reason::Malformed));
         }
-        match name.as_str() {
+        match name {
             "symbol" => check_symbol(name, value, limits)?,
             "timeframe" => {
-                Timeframe::parse(value).map_err(|r| FieldError::new(name.clone(), r))?;
+                Timeframe::parse(value).map_err(|r| FieldError::new(name, r))?;
             }
             "count" => check_count(name, value)?,
-            "from" => from = Some(parse_time(value).map_err(|r| FieldError::new(name.clone(), r))?),
-            "to" => to = Some(parse_time(value).map_err(|r| FieldError::new(name.clone(), r))?),
+            "from" => from = Some(parse_time(value).map_err(|r| FieldError::new(name, r))?),
+            "to" => to = Some(parse_time(value).map_err(|r| FieldError::new(name, r))?),
             _ => {}
         }
     }
@@ -92,9 +98,9 @@ pub fn check_body_fields(body: &Value, limits: &Limits) -> Result<(), FieldError
                 return Err(FieldError::new(name, Reason::WrongType { expected }));
             }
         };
-        pairs.push((name.to_owned(), text));
+        pairs.push((name, text));
     }
-    check_query(&pairs, limits)
+    check_query(pairs, limits)
 }
 
 /// `POST /api/orders`.
@@ -265,7 +271,7 @@ mod tests {
             &[("other", "anything")],
         ];
         for pairs in good {
-            assert!(check_query(&q(pairs), &limits()).is_ok(), "{pairs:?}");
+            assert!(check_query(q(pairs), &limits()).is_ok(), "{pairs:?}");
         }
         type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, Reason);
         let bad: &[Case] = &[
@@ -285,11 +291,11 @@ mod tests {
             (&[("note", "a\u{1}b")], "note", Reason::Malformed),
         ];
         for (pairs, field, reason) in bad {
-            let e = check_query(&q(pairs), &limits()).unwrap_err();
+            let e = check_query(q(pairs), &limits()).unwrap_err();
             assert_eq!((e.field.as_str(), &e.reason), (*field, reason), "{pairs:?}");
         }
         // Without a symbol list only the format counts.
-        assert!(check_query(&q(&[("symbol", "GBPUSD")]), &Limits::default()).is_ok());
+        assert!(check_query(q(&[("symbol", "GBPUSD")]), &Limits::default()).is_ok());
     }
 
     #[test]

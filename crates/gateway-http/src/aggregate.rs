@@ -51,7 +51,13 @@ struct PartResult {
     problem: Option<Problem>,
 }
 
-async fn fetch_part(state: &AppState, ctx: &RequestCtx, part: &'static str, resource: &str, path: &str) -> Option<PartResult> {
+async fn fetch_part(
+    state: &AppState,
+    ctx: &RequestCtx,
+    part: &'static str,
+    resource: &str,
+    path: &str,
+) -> Option<PartResult> {
     let service = state.registry.route(resource)?;
     let started = Instant::now();
     let fail = |failure: Failure, timeout: Duration| {
@@ -77,18 +83,36 @@ async fn fetch_part(state: &AppState, ctx: &RequestCtx, part: &'static str, reso
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&ctx.request_id) {
         headers.push((crate::context::REQUEST_ID, v));
     }
-    let call = Call { service: &service, method: Method::GET, path_and_query: path, headers, body: Default::default(), timeout };
+    let call = Call {
+        service: &service,
+        method: Method::GET,
+        path_and_query: path,
+        headers,
+        body: Default::default(),
+        timeout,
+    };
     let reply = match upstream::send(call).await {
         Ok(r) => r,
         Err(f) => {
+            state.metrics.upstream_failed(service.name.as_str(), f.label());
             state.supervisor.probe_now(service.name.as_str());
             return Some(fail(f, timeout));
         }
     };
+    state.metrics.upstream_answered(service.name.as_str(), started.elapsed());
     let parsed: Option<Value> = serde_json::from_slice(&reply.body).ok();
     if !reply.status.is_success() || parsed.is_none() {
-        let detail = format!("HTTP {}", reply.status.as_u16());
-        let problem = Problem::UpstreamError { service: service.display_name.clone(), detail };
+        let (kind, problem) = if reply.status.is_success() {
+            (
+                "invalid",
+                Problem::UpstreamInvalid { service: service.display_name.clone(), status: Some(reply.status.as_u16()) },
+            )
+        } else {
+            let detail = format!("HTTP {}", reply.status.as_u16());
+            let kind = if reply.status.is_server_error() { "status_5xx" } else { "status_4xx" };
+            (kind, Problem::UpstreamError { service: service.display_name.clone(), detail })
+        };
+        state.metrics.upstream_failed(service.name.as_str(), kind);
         return Some(PartResult {
             part,
             service: service.name.to_string(),
@@ -103,7 +127,9 @@ async fn fetch_part(state: &AppState, ctx: &RequestCtx, part: &'static str, reso
     }
     // A downstream envelope contributes its `data`.
     let data = match parsed {
-        Some(Value::Object(mut obj)) if obj.get("success").is_some_and(Value::is_boolean) && obj.contains_key("data") => {
+        Some(Value::Object(mut obj))
+            if obj.get("success").is_some_and(Value::is_boolean) && obj.contains_key("data") =>
+        {
             obj.remove("data")
         }
         other => other,
@@ -122,7 +148,8 @@ fn millis(d: Duration) -> u64 {
 }
 
 async fn dashboard(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {
-    let results = join_all(PARTS.iter().map(|(part, resource, path)| fetch_part(&state, &ctx, part, resource, path))).await;
+    let results =
+        join_all(PARTS.iter().map(|(part, resource, path)| fetch_part(&state, &ctx, part, resource, path))).await;
     let mut data = Map::new();
     let mut sources: BTreeMap<String, SourceStatus> = BTreeMap::new();
     let mut failed = Vec::new();
@@ -161,7 +188,8 @@ async fn dashboard(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse 
             .filter_map(|p| match p {
                 Problem::ServiceUnavailable { service }
                 | Problem::UpstreamTimeout { service, .. }
-                | Problem::UpstreamError { service, .. } => Some(service.clone()),
+                | Problem::UpstreamError { service, .. }
+                | Problem::UpstreamInvalid { service, .. } => Some(service.clone()),
                 _ => None,
             })
             .fold(Vec::new(), |mut acc, n| {
@@ -177,5 +205,7 @@ async fn dashboard(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse 
     } else {
         (StatusCode::OK, Envelope::ok(Value::Object(data), ctx.request_id.as_str()))
     };
-    HttpResponse::build(status).insert_header(("X-Gateway-Complete", if complete { "true" } else { "false" })).json(envelope)
+    HttpResponse::build(status)
+        .insert_header(("X-Gateway-Complete", if complete { "true" } else { "false" }))
+        .json(envelope)
 }

@@ -59,6 +59,19 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FieldError> {
     Ok(value)
 }
 
+/// Like [`decode`] for bodies that must be a JSON object: serde would otherwise also build a
+/// struct from an array of its field values (`["EURUSD", "buy", …]`).
+pub fn decode_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FieldError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') && std::str::from_utf8(bytes).is_ok() {
+        // Let syntax errors be reported as such; only well-formed non-objects are a type error.
+        if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+            return Err(FieldError::new("body", Reason::WrongType { expected: JsonType::Object }));
+        }
+    }
+    decode(bytes)
+}
+
 fn classify(e: &serde_path_to_error::Error<serde_json::Error>) -> FieldError {
     let inner = e.inner();
     let path = e.path().to_string();
@@ -76,7 +89,17 @@ fn classify(e: &serde_path_to_error::Error<serde_json::Error>) -> FieldError {
 /// Maps serde's data-error texts (stable across serde versions) to reasons.
 fn data_error(field: &str, message: &str) -> FieldError {
     let quoted = |m: &str| m.split('`').nth(1).map(str::to_owned);
-    let join = |name: &str| if field == "body" { name.to_owned() } else { format!("{field}.{name}") };
+    // The path may already end with the offending key (serde_path_to_error records it for some
+    // structs and not for others).
+    let join = |name: &str| {
+        if field == "body" {
+            name.to_owned()
+        } else if field == name || field.ends_with(&format!(".{name}")) {
+            field.to_owned()
+        } else {
+            format!("{field}.{name}")
+        }
+    };
     if message.starts_with("unknown field") {
         let name = quoted(message).unwrap_or_default();
         return FieldError::new(join(&name), Reason::UnknownField);
@@ -138,7 +161,7 @@ mod tests {
     fn errors_name_field_and_problem() {
         let cases: &[(&[u8], &str, Reason)] = &[
             (b"{\"symbol\": \"EURUSD\", ", "body", Reason::TruncatedJson),
-            (b"{\"symbol\" \"EURUSD\"}", "body", Reason::MalformedJson { line: 1, column: 12 }),
+            (b"{\"symbol\" \"EURUSD\"}", "body", Reason::MalformedJson { line: 1, column: 11 }),
             (b"{\n  \"symbol\": 'x'\n}", "body", Reason::MalformedJson { line: 2, column: 13 }),
             (b"\xff\xfe", "body", Reason::InvalidUtf8),
             (b"", "body", Reason::Missing),
@@ -162,9 +185,17 @@ mod tests {
             (b"{\"symbol\": \"A\", \"volume\": 1} x", "body", Reason::MalformedJson { line: 1, column: 30 }),
         ];
         for (input, field, reason) in cases {
-            let err = decode::<Order>(input).unwrap_err();
+            let err = decode_object::<Order>(input).unwrap_err();
             assert_eq!((err.field.as_str(), &err.reason), (*field, reason), "{}", String::from_utf8_lossy(input));
         }
-        assert!(decode::<Order>(b"{\"symbol\": \"A\", \"volume\": 1.5}").is_ok());
+        assert!(decode_object::<Order>(b"{\"symbol\": \"A\", \"volume\": 1.5}").is_ok());
+        // Plain `decode` follows serde, which also builds a struct from an array.
+        assert!(decode::<Order>(br#"["A", 1, null, null]"#).is_ok());
+        assert!(decode_object::<Order>(br#"["A", 1, null, null]"#).is_err());
+        // A typed gateway body: the unknown key is named once.
+        let e = decode::<gateway_core::validate::OrderRequest>(br#"{"symbol": "EURUSD", "leverage": 5}"#).unwrap_err();
+        assert_eq!((e.field.as_str(), e.reason), ("leverage", Reason::UnknownField));
+        let e = decode::<gateway_core::validate::OrderRequest>(br#"{"symbol": "EURUSD"}"#).unwrap_err();
+        assert_eq!((e.field.as_str(), e.reason), ("side", Reason::Missing));
     }
 }

@@ -83,6 +83,7 @@ pub async fn request_context(
         .unwrap_or_default();
     let ctx = RequestCtx { request_id, lang };
     req.extensions_mut().insert(ctx.clone());
+    let metrics = req.app_data::<actix_web::web::Data<crate::state::AppState>>().map(|s| s.metrics.clone());
 
     // Inner middleware and handlers turn their errors into responses, so an `Err` here is
     // actix's own; it is rendered by actix without our envelope details.
@@ -91,7 +92,12 @@ pub async fn request_context(
     let mut res = match report {
         Some(report) => {
             if let Some(cause) = &report.cause {
-                log::error!("request {} failed: {}", ctx.request_id, cause);
+                // Trouble downstream is the services' (and is expected while one is down).
+                if report.problem == gateway_core::Problem::Internal {
+                    log::error!("request {} failed: {}", ctx.request_id, cause);
+                } else {
+                    log::warn!("request {} failed: {}", ctx.request_id, cause);
+                }
             }
             let (req, old) = res.into_parts();
             let mut fresh = crate::error::problem_response(&report.problem, ctx.lang, &ctx.request_id);
@@ -111,6 +117,9 @@ pub async fn request_context(
     let service = http_req.extensions().get::<ServiceTag>().map(|t| t.0.clone());
     let status = res.status().as_u16();
     let latency = started.elapsed();
+    if let Some(metrics) = metrics {
+        metrics.request(http_req.method(), http_req.match_pattern(), status, latency);
+    }
     log::info!(
         target: "access",
         "{} {}{}{} {} {:.2}ms rid={} service={}",

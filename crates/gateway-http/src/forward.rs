@@ -1,18 +1,18 @@
 //! `ANY /api/{resource}/{path…}`: validated forwarding to the service that owns `resource`
 //! (SPEC §4), with fast fail, per-service timeouts and envelope wrapping.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::http::{Method, StatusCode, header};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use bytes::Bytes;
+use gateway_core::Problem;
 use gateway_core::validate::{self, OrderRequest, StrategyRequest};
-use gateway_core::{FieldError, Problem, Reason};
 use registry::ServiceConfig;
 use serde_json::Value;
 
 use crate::body;
-use crate::context::{REQUEST_ID, RequestCtx, ServiceTag};
+use crate::context::{REQUEST_ID, RequestCtx, ServiceTag, sane_request_id};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::upstream::{self, Call, UpstreamReply};
@@ -42,12 +42,15 @@ async fn forward(
     // Fast fail: a service known to be down costs nothing.
     let (status, _) = state.registry.status(service.name.as_str()).ok_or(Problem::NotFound)?;
     if !status.accepts_requests() {
+        state.metrics.upstream_failed(service.name.as_str(), "unavailable");
         return Err(Problem::ServiceUnavailable { service: service.display_name.clone() }.into());
     }
 
     let limits = state.limits_for(&service);
-    let pairs = parse_query(req.query_string())?;
-    validate::check_query(&pairs, &limits)?;
+    let query = req.query_string();
+    if !query.is_empty() {
+        validate::check_query(form_urlencoded::parse(query.as_bytes()), &limits)?;
+    }
 
     let method = req.method().clone();
     let body = if method == Method::GET || method == Method::HEAD {
@@ -55,11 +58,11 @@ async fn forward(
     } else {
         body::read_limited(&req, payload, state.config.gateway.max_body_bytes).await?
     };
-    if !body.is_empty() {
+    if !body.is_empty() || is_typed_route(&method, rest) {
         check_body(&method, rest, &body, &limits)?;
     }
 
-    let mut headers = Vec::with_capacity(4);
+    let mut headers = Vec::with_capacity(PASSED_HEADERS.len() + 1);
     for name in PASSED_HEADERS {
         if let Some(v) = req.headers().get(&name) {
             headers.push((name, v.clone()));
@@ -74,32 +77,41 @@ async fn forward(
     };
     let timeout = Duration::from_millis(service.request_timeout_ms);
     let call = Call { service: &service, method, path_and_query: &path_and_query, headers, body, timeout };
-    match upstream::send(call).await {
-        Ok(reply) => wrap(&service, reply, &ctx),
+    let started = Instant::now();
+    let sent = upstream::send(call).await;
+    let metrics = &state.metrics;
+    match sent {
+        Ok(reply) => {
+            metrics.upstream_answered(service.name.as_str(), started.elapsed());
+            let wrapped = wrap(&service, reply, &ctx);
+            if let Err(kind) = &wrapped {
+                metrics.upstream_failed(service.name.as_str(), kind.label());
+            }
+            wrapped.map_err(|kind| kind.problem(&service).into())
+        }
         Err(failure) => {
+            metrics.upstream_failed(service.name.as_str(), failure.label());
             state.supervisor.probe_now(service.name.as_str());
             Err(failure.problem(&service, timeout).into())
         }
     }
 }
 
-fn parse_query(query: &str) -> Result<Vec<(String, String)>, FieldError> {
-    if query.is_empty() {
-        return Ok(Vec::new());
-    }
-    serde_urlencoded::from_str::<Vec<(String, String)>>(query).map_err(|_| FieldError::new("query", Reason::Malformed))
+/// Routes whose whole body is typed (and therefore required).
+fn is_typed_route(method: &Method, rest: &str) -> bool {
+    method == Method::POST && matches!(rest.trim_end_matches('/'), "orders" | "strategies")
 }
 
 /// Whole-body rules for the typed routes; the common fields everywhere else.
 fn check_body(method: &Method, rest: &str, bytes: &[u8], limits: &validate::Limits) -> Result<(), ApiError> {
     let route = rest.trim_end_matches('/');
     if method == Method::POST && route == "orders" {
-        let order: OrderRequest = body::decode(bytes)?;
+        let order: OrderRequest = body::decode_object(bytes)?;
         order.check(limits)?;
         return Ok(());
     }
     if method == Method::POST && route == "strategies" {
-        let strategy: StrategyRequest = body::decode(bytes)?;
+        let strategy: StrategyRequest = body::decode_object(bytes)?;
         strategy.check(limits)?;
         return Ok(());
     }
@@ -108,24 +120,46 @@ fn check_body(method: &Method, rest: &str, bytes: &[u8], limits: &validate::Limi
     Ok(())
 }
 
+/// A downstream answer the gateway will not pass on.
+#[derive(Debug)]
+enum Unusable {
+    /// A 5xx: its own words (or `HTTP n`) as the detail.
+    ServerError(String),
+    /// A 4xx without an envelope: its status is kept.
+    Rejected(u16, String),
+    /// Not JSON.
+    NotJson(StatusCode),
+}
+
+impl Unusable {
+    fn label(&self) -> &'static str {
+        match self {
+            Unusable::ServerError(_) => "status_5xx",
+            Unusable::Rejected(..) => "status_4xx",
+            Unusable::NotJson(_) => "invalid",
+        }
+    }
+
+    fn problem(self, service: &ServiceConfig) -> Problem {
+        let name = service.display_name.clone();
+        match self {
+            Unusable::ServerError(detail) => Problem::UpstreamError { service: name, detail },
+            Unusable::Rejected(status, detail) => Problem::UpstreamRejected { service: name, status, detail },
+            Unusable::NotJson(status) => Problem::UpstreamInvalid { service: name, status: Some(status.as_u16()) },
+        }
+    }
+}
+
 /// Turns a downstream answer into the gateway's: envelopes pass through with our request id,
 /// other JSON becomes `data`, 4xx keep their status, 5xx and invalid JSON become 502.
-fn wrap(service: &ServiceConfig, reply: UpstreamReply, ctx: &RequestCtx) -> Result<HttpResponse, ApiError> {
+fn wrap(service: &ServiceConfig, reply: UpstreamReply, ctx: &RequestCtx) -> Result<HttpResponse, Unusable> {
     let status = reply.status;
-    if status.is_server_error() {
-        let detail = detail_of(&reply.body).unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
-        return Err(Problem::UpstreamError { service: service.display_name.clone(), detail }.into());
-    }
     let body = &reply.body;
-    let empty = body.iter().all(u8::is_ascii_whitespace);
-    if !empty && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
-        return Err(Problem::UpstreamError {
-            service: service.display_name.clone(),
-            detail: format!("érvénytelen JSON válasz (HTTP {})", status.as_u16()),
-        }
-        .into());
+    if status.is_server_error() {
+        return Err(Unusable::ServerError(detail_of(body).unwrap_or_else(|| format!("HTTP {}", status.as_u16()))));
     }
     let out_status = if status == StatusCode::NO_CONTENT { StatusCode::OK } else { status };
+    // An envelope passes through (one parse, which also validates it) with our request id.
     if looks_like_envelope(body)
         && let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(body)
         && obj.get("success").is_some_and(Value::is_boolean)
@@ -135,20 +169,32 @@ fn wrap(service: &ServiceConfig, reply: UpstreamReply, ctx: &RequestCtx) -> Resu
         for key in ["error", "code"] {
             obj.entry(key).or_insert(Value::Null);
         }
+        obj.retain(|k, _| matches!(k.as_str(), "success" | "data" | "error" | "code" | "request_id"));
         return Ok(HttpResponse::build(out_status).json(obj));
     }
     if status.is_client_error() {
         let detail = detail_of(body).unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
-        return Err(Problem::UpstreamRejected { service: service.display_name.clone(), status: status.as_u16(), detail }
-            .into());
+        return Err(Unusable::Rejected(status.as_u16(), detail));
     }
-    // The fast path: splice the downstream bytes into the envelope without re-parsing.
+    let empty = body.iter().all(u8::is_ascii_whitespace);
+    if !empty && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
+        log::debug!("{} answered HTTP {} with a body that is not JSON", service.name, status.as_u16());
+        return Err(Unusable::NotJson(status));
+    }
+    // The fast path: splice the downstream bytes into the envelope without re-parsing them.
     let data: &[u8] = if empty { b"null" } else { body };
     let mut out = Vec::with_capacity(data.len() + 96 + ctx.request_id.len());
     out.extend_from_slice(b"{\"success\":true,\"data\":");
     out.extend_from_slice(data);
     out.extend_from_slice(b",\"error\":null,\"code\":null,\"request_id\":");
-    out.extend_from_slice(serde_json::to_string(&ctx.request_id).unwrap_or_default().as_bytes());
+    if sane_request_id(&ctx.request_id) {
+        // `[A-Za-z0-9._:-]` needs no escaping.
+        out.push(b'"');
+        out.extend_from_slice(ctx.request_id.as_bytes());
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(serde_json::to_string(&ctx.request_id).unwrap_or_default().as_bytes());
+    }
     out.push(b'}');
     Ok(HttpResponse::build(out_status).content_type("application/json").body(out))
 }

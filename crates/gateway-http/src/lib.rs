@@ -12,6 +12,8 @@ mod context;
 mod cors;
 mod error;
 mod forward;
+mod metrics;
+pub mod openapi;
 mod page;
 mod propagation;
 mod realtime;

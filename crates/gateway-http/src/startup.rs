@@ -73,6 +73,7 @@ impl Application {
         crate::realtime::start_ingest(registry.clone(), hub.clone());
         let tickets = crate::realtime::Tickets::default();
         let authenticator = crate::realtime::authenticator(settings.clone(), tickets.clone());
+        let metrics = Arc::new(crate::metrics::Metrics::new(config.services.iter().map(|s| s.name.as_str())));
         let state = AppState {
             config: Arc::new(config),
             registry,
@@ -83,6 +84,7 @@ impl Application {
             hub,
             tickets,
             authenticator,
+            metrics,
         };
 
         let listener =

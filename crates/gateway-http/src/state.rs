@@ -34,6 +34,8 @@ pub struct AppState {
     pub tickets: crate::realtime::Tickets,
     /// Checks WebSocket credentials.
     pub authenticator: hub::Authenticator,
+    /// Request and upstream metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Validation limits in two flavours: with the symbol list (data service) and without.

@@ -4,8 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use actix_web::error::ParseError;
 use actix_web::http::{Method, StatusCode, header};
-use awc::error::{ConnectError, SendRequestError};
+use awc::error::{ConnectError, PayloadError, SendRequestError};
 use bytes::Bytes;
 use gateway_core::Problem;
 use registry::ServiceConfig;
@@ -45,12 +46,17 @@ pub struct UpstreamReply {
 /// Why a call failed, before it is turned into a [`Problem`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// Nothing listens (or the connection broke before a request went out): 503.
+    /// Nothing listens, or a pooled connection was found dead when the request went out: 503.
     Connect,
+    /// The connection was closed or reset before any byte of an answer: 502 (a GET is retried
+    /// once first, since nothing was answered).
+    Reset,
     /// No complete answer within the deadline: 504.
     Timeout,
-    /// The service answered garbage or broke the connection mid-answer: 502.
+    /// The connection broke in the middle of the answer: 502.
     Broken,
+    /// The answer is unusable (too large, or not JSON): 502.
+    Invalid(StatusCode),
 }
 
 impl Failure {
@@ -63,7 +69,8 @@ impl Failure {
                 service: name,
                 timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             },
-            Failure::Broken => Problem::UpstreamError { service: name, detail: "érvénytelen válasz".into() },
+            Failure::Reset | Failure::Broken => Problem::UpstreamInvalid { service: name, status: None },
+            Failure::Invalid(status) => Problem::UpstreamInvalid { service: name, status: Some(status.as_u16()) },
         }
     }
 
@@ -72,19 +79,25 @@ impl Failure {
         match self {
             Failure::Connect => "unavailable",
             Failure::Timeout => "timeout",
-            Failure::Broken => "error",
+            Failure::Reset | Failure::Broken | Failure::Invalid(_) => "error",
         }
+    }
+
+    /// Whether a GET may be sent again: nothing was answered.
+    fn retryable(self) -> bool {
+        matches!(self, Failure::Connect | Failure::Reset)
     }
 }
 
 fn classify(e: &SendRequestError) -> Failure {
     match e {
-        SendRequestError::Connect(ConnectError::Timeout) => Failure::Timeout,
+        SendRequestError::Connect(ConnectError::Timeout) | SendRequestError::Timeout => Failure::Timeout,
         SendRequestError::Connect(_) => Failure::Connect,
-        SendRequestError::Timeout => Failure::Timeout,
         // A pooled keep-alive connection the service closed (e.g. it restarted): nothing was
-        // processed, so this counts as a connect failure (retried for GET).
+        // processed, so this counts as a connect failure.
         SendRequestError::Send(_) => Failure::Connect,
+        // Closed or reset before the status line: the service died or dropped the request.
+        SendRequestError::Response(ParseError::Io(_) | ParseError::Incomplete) => Failure::Reset,
         _ => Failure::Broken,
     }
 }
@@ -131,6 +144,10 @@ pub async fn send(call: Call<'_>) -> Result<UpstreamReply, Failure> {
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 let body = match actix_rt::time::timeout(remaining, res.body().limit(MAX_UPSTREAM_BODY)).await {
                     Ok(Ok(body)) => body,
+                    Ok(Err(PayloadError::Overflow)) => {
+                        log::warn!("{} answered more than {MAX_UPSTREAM_BODY} bytes", call.service.name);
+                        return Err(Failure::Invalid(status));
+                    }
                     Ok(Err(e)) => {
                         log::debug!("reading the answer of {} failed: {e}", call.service.name);
                         return Err(Failure::Broken);
@@ -142,7 +159,7 @@ pub async fn send(call: Call<'_>) -> Result<UpstreamReply, Failure> {
             Err(e) => {
                 let failure = classify(&e);
                 log::debug!("{} {} failed: {e} ({failure:?})", call.method, url);
-                if failure == Failure::Connect && attempt < retries {
+                if failure.retryable() && attempt < retries {
                     attempt += 1;
                     continue;
                 }

@@ -25,6 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .configure(crate::aggregate::configure)
     .configure(crate::realtime::configure)
     .configure(crate::page::configure)
+    .configure(crate::metrics::configure)
+    .configure(crate::openapi::configure)
     // Last: the catch-all forwarding routes.
     .configure(crate::forward::configure)
     .default_service(web::to(not_found));
