@@ -96,7 +96,9 @@ pub async fn authenticate(
             }
         }
         // Browsers cannot set headers on an EventSource: the SSE stream also takes a ticket.
-        None if req.match_pattern().as_deref() == Some(TICKET_ROUTE) => ticket(&req).and_then(|t| state.tickets.redeem(&t)),
+        None if req.match_pattern().as_deref() == Some(TICKET_ROUTE) => {
+            ticket(&req).and_then(|t| state.tickets.redeem(&t))
+        }
         None => None,
     };
     let Some(principal) = principal else {
