@@ -4,6 +4,7 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{App, HttpServer, middleware, web};
 use registry::{Config, ConfigError, Registry};
@@ -89,6 +90,7 @@ impl Application {
 
         let listener =
             TcpListener::bind(bind).map_err(|source| StartupError::Bind { addr: bind.to_string(), source })?;
+        crate::realtime::drop_unresponsive_peers(&listener, Duration::from_millis(state.config.hub.idle_timeout_ms));
         if !bind.ip().is_loopback() {
             log::warn!(
                 "listening on {bind}, which is reachable from other machines: use TLS in front of it and keep tokens secret"
@@ -111,6 +113,8 @@ impl Application {
         .listen(listener)
         .map_err(|source| StartupError::Bind { addr: bind.to_string(), source })?
         .shutdown_timeout(3)
+        // Signals are ours (see `run_until_stopped`): real-time clients are closed first.
+        .disable_signals()
         .run();
         Ok(Application { port, server, state, admin_token })
     }
@@ -141,12 +145,45 @@ impl Application {
         let supervisor = self.state.supervisor.clone();
         let starter = supervisor.clone();
         actix_rt::spawn(async move { starter.start_all().await });
+        // On SIGINT/SIGTERM, close every WebSocket and SSE client with 1001 first: otherwise
+        // their open connections hold the graceful stop for its whole timeout.
+        let (server, hub) = (self.server.handle(), self.state.hub.clone());
+        actix_rt::spawn(async move {
+            shutdown_signal().await;
+            log::info!("shutting down: closing real-time clients, then the HTTP server");
+            hub.shutdown().await;
+            server.stop(true).await;
+        });
         let result = self.server.await;
         log::info!("gateway stopped; stopping services");
         self.state.hub.shutdown().await;
         supervisor.shutdown().await;
         log::info!("all services stopped");
         result
+    }
+}
+
+/// Waits for SIGINT or SIGTERM (Ctrl-C elsewhere).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut int), Ok(mut term)) => {
+                tokio::select! {
+                    _ = int.recv() => log::info!("SIGINT received"),
+                    _ = term.recv() => log::info!("SIGTERM received"),
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                log::error!("cannot listen for SIGINT/SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -71,6 +71,8 @@
 //! |---|---|---|
 //! | 1000 | [`close_code::NORMAL`] | normal closure |
 //! | 1001 | [`close_code::GOING_AWAY`] | the hub is shutting down |
+//! | 1002 | [`close_code::PROTOCOL_ERROR`] | a frame that breaks the WebSocket framing rules (set by the adapter) |
+//! | 1007 | [`close_code::INVALID_PAYLOAD`] | a text message that is not valid UTF-8 (set by the adapter) |
 //! | 1009 | [`close_code::MESSAGE_TOO_BIG`] | an inbound message over `max_message_bytes` (64 KiB) |
 //! | 1011 | [`close_code::INTERNAL_ERROR`] | the hub has stopped while the connection was authenticating |
 //! | 4000 | [`close_code::IDLE_TIMEOUT`] | nothing (no frame, no pong) received for `idle_timeout` (35 s) |
@@ -106,6 +108,10 @@ pub mod close_code {
     pub const NORMAL: u16 = 1000;
     /// The hub is shutting down.
     pub const GOING_AWAY: u16 = 1001;
+    /// A frame that breaks the WebSocket framing rules.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text message that is not valid UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
     /// An inbound message larger than `max_message_bytes`.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The hub has stopped.

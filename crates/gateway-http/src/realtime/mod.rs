@@ -13,8 +13,27 @@ pub use ingest::{start as start_ingest, system as system_event};
 pub use routes::configure;
 pub use tickets::Tickets;
 
+use std::net::TcpListener;
+use std::time::Duration;
+
 use hub::{Authenticator, Credential, Principal};
 use settings::SettingsStore;
+
+/// Makes the kernel drop a connection whose peer has acknowledged nothing we sent for `after`
+/// (`TCP_USER_TIMEOUT`, inherited by every accepted socket). This is what finally frees a client
+/// that stopped reading: once its socket buffers are full, no close frame can reach it, and
+/// actix would otherwise hold the connection until the peer reads again.
+pub fn drop_unresponsive_peers(listener: &TcpListener, after: Duration) {
+    #[cfg(target_os = "linux")]
+    {
+        let ms = u32::try_from(after.as_millis()).unwrap_or(u32::MAX);
+        if let Err(e) = nix::sys::socket::setsockopt(listener, nix::sys::socket::sockopt::TcpUserTimeout, &ms) {
+            log::warn!("cannot set TCP_USER_TIMEOUT on the listener: {e}; stalled clients are only dropped by the hub");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    log::debug!("TCP_USER_TIMEOUT is Linux-only; stalled clients ({after:?}) are only dropped by the hub");
+}
 
 /// The hub authenticator: tokens are checked against the store (on the blocking pool),
 /// tickets are taken from the ticket book (one use each).
