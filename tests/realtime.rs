@@ -980,6 +980,15 @@ async fn sse_stream_replays_from_last_event_id_and_sends_heartbeats() {
     .await
     .unwrap();
     assert_eq!(sse3.next_event().await.json()["recovered"], json!({"position:EURUSD": false}));
+    // As on the WebSocket, a position from another epoch recovers nothing; the same epoch does.
+    let path = "/api/events/stream?topics=position&since=position:EURUSD@3&epoch=0123456789abcdef0123456789abcdef";
+    let mut sse4 = Sse::open(app, path, Some(&s.viewer), &[]).await.unwrap();
+    assert_eq!(sse4.next_event().await.json()["recovered"], json!({"position:EURUSD": false}));
+    let epoch = hello["epoch"].as_str().unwrap();
+    let path = format!("/api/events/stream?topics=position&since=position:EURUSD@3&epoch={epoch}");
+    let mut sse5 = Sse::open(app, &path, Some(&s.viewer), &[]).await.unwrap();
+    assert_eq!(sse5.next_event().await.json()["recovered"], json!({"position:EURUSD": true}));
+    assert_eq!(sse5.next_event().await.id.as_deref(), Some("position:EURUSD@4"));
 
     // A closed stream leaves no client entry behind (noticed at the next heartbeat at the latest).
     drop(sse);

@@ -1,6 +1,7 @@
 //! `GET /api/events/stream?topics=…`: the hub's events as Server-Sent Events. A `subscribed`
 //! event first (client id, epoch, topics, what was recovered), then one `message` per event with
-//! `id:` = `topic@seq`, replay from `Last-Event-ID` (or `since=topic@seq,…`), a comment heartbeat,
+//! `id:` = `topic@seq`, replay from `Last-Event-ID` (or `since=topic@seq,…`, with an optional
+//! `epoch=`), a comment heartbeat,
 //! and `event: close` when the hub ends the stream.
 
 use std::collections::BTreeMap;
@@ -26,6 +27,8 @@ const RETRY_MS: u64 = 2000;
 pub struct StreamQuery {
     topics: Option<String>,
     since: Option<String>,
+    /// The epoch the client last saw; another one means nothing is recovered.
+    epoch: Option<String>,
     /// Checked by the auth middleware; named here so it is not mistaken for a typo.
     #[allow(dead_code)]
     ticket: Option<String>,
@@ -71,11 +74,12 @@ pub async fn stream(
     }
     // Only replay topics the stream subscribes to.
     since.retain(|topic, _| patterns.iter().any(|p| p.matches(topic)));
+    let epoch = query.epoch.clone().filter(|e| !e.is_empty());
 
     let hub = &state.hub;
     let info = ClientInfo { principal, remote_addr: req.peer_addr().map(|a| a.to_string()), transport: Transport::Sse };
     let mut session = hub.connect(info).await?;
-    let subscribed = hub.subscribe(&session.id, SubscribeRequest { patterns, since, epoch: None, ack: None }).await?;
+    let subscribed = hub.subscribe(&session.id, SubscribeRequest { patterns, since, epoch, ack: None }).await?;
     let hello = serde_json::json!({
         "client_id": session.id,
         "epoch": hub.epoch(),
