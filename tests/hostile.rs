@@ -703,7 +703,7 @@ async fn websocket_garbage_at_the_frame_level_gets_close_codes_and_costs_nothing
     let ten_thousand: Vec<String> = (0..10_000).map(|i| format!("tick:S{i}")).collect();
     let subscribe_10k = json!({"id": 2, "type": "subscribe", "topics": ten_thousand}).to_string();
 
-    // (what, authenticate first, bytes, the close code expected; None = dropped without one)
+    // (what, authenticate first, bytes, the close code expected)
     type WsCase = (&'static str, bool, Vec<u8>, Option<u16>);
     let cases: Vec<WsCase> = vec![
         ("a binary frame before auth", false, frame(0x2, b"\x00\x01"), Some(4001)),
@@ -716,7 +716,9 @@ async fn websocket_garbage_at_the_frame_level_gets_close_codes_and_costs_nothing
         ("a reserved opcode", true, frame(0x3, b"x"), Some(1002)),
         ("a continuation with nothing to continue", true, frame(0x0, b"abc"), Some(1002)),
         ("a control frame over 125 bytes", true, frame(0x9, &[b'p'; 200]), Some(1002)),
-        ("a frame declaring 2^40 bytes", true, frame_with(0x82, true, 1 << 40, b"aaaa"), None),
+        ("reserved bits set", true, frame_with(0xF1, true, 2, b"{}"), Some(1002)),
+        ("a frame declaring 2^40 bytes", true, frame_with(0x82, true, 1 << 40, b"aaaa"), Some(1009)),
+        ("a frame declaring 2^40 bytes before auth", false, frame_with(0x82, true, 1 << 40, b"aaaa"), Some(1009)),
     ];
     for (what, authenticate, bytes, expected) in cases {
         let mut ws = RawWs::connect(port);

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
+use actix_web::error::PayloadError;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session};
 use hub::{Action, Connection, close_code};
@@ -131,8 +132,19 @@ async fn deliver<E>(send: impl Future<Output = Result<(), E>>, timeout: Duration
 fn broken_frame(e: &ProtocolError, peer: &str) -> Ending {
     let (code, description) = match e {
         ProtocolError::Overflow => (close_code::MESSAGE_TOO_BIG, "message too big"),
+        ProtocolError::Io(io) if not_utf8(io) => (close_code::INVALID_PAYLOAD, "text is not valid UTF-8"),
+        // Other invalid data: reserved bits set on a frame.
         ProtocolError::Io(io) if io.kind() == io::ErrorKind::InvalidData => {
-            (close_code::INVALID_PAYLOAD, "text is not valid UTF-8")
+            (close_code::PROTOCOL_ERROR, "protocol error")
+        }
+        // The frame guard (`crate::wsguard`) stops a frame that announces more than it allows.
+        ProtocolError::Io(io)
+            if io
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<PayloadError>())
+                .is_some_and(|p| matches!(p, PayloadError::Overflow)) =>
+        {
+            (close_code::MESSAGE_TOO_BIG, "message too big")
         }
         // actix-ws reports an oversized fragmented message as an I/O error of its own.
         ProtocolError::Io(io) if io.to_string().contains("continuation size") => {
@@ -146,4 +158,13 @@ fn broken_frame(e: &ProtocolError, peer: &str) -> Ending {
     };
     log::info!("websocket {peer}: {e}; closing with {code}");
     Ending::Close(CloseReason { code: CloseCode::Other(code), description: Some(description.to_owned()) })
+}
+
+/// Whether an I/O error of the codec is a text message that is not UTF-8 (a `Utf8Error` for one
+/// frame, its text for a reassembled fragmented message).
+fn not_utf8(io: &io::Error) -> bool {
+    io.kind() == io::ErrorKind::InvalidData
+        && io
+            .get_ref()
+            .is_some_and(|e| e.is::<std::str::Utf8Error>() || e.to_string().to_ascii_lowercase().contains("utf-8"))
 }
