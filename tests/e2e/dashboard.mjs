@@ -179,6 +179,55 @@ class Orchestrator {
   }
 }
 
+// ------------------------------------------------------------------ a cuttable network path
+
+/**
+ * A TCP proxy between the browser and the orchestrator that can drop every connection at once
+ * and refuse new ones: a network outage that leaves the orchestrator (and its hub epoch) running.
+ */
+class NetworkPath {
+  constructor(targetPort) {
+    this.targetPort = targetPort;
+    this.sockets = new Set();
+    this.down = false;
+  }
+
+  async listen() {
+    this.server = net.createServer((client) => {
+      if (this.down) {
+        client.destroy();
+        return;
+      }
+      const upstream = net.connect(this.targetPort, '127.0.0.1');
+      for (const socket of [client, upstream]) {
+        this.sockets.add(socket);
+        socket.on('close', () => this.sockets.delete(socket));
+        socket.on('error', () => {});
+      }
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+    await new Promise((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.port = this.server.address().port;
+  }
+
+  cut() {
+    this.down = true;
+    for (const socket of this.sockets) socket.destroy();
+  }
+
+  restore() {
+    this.down = false;
+  }
+
+  close() {
+    this.cut();
+    this.server?.close();
+  }
+}
+
 // ------------------------------------------------------------------ page checks
 
 async function waitInPage(page, what, fn, arg, timeout = STEP_TIMEOUT_MS) {
@@ -247,6 +296,7 @@ async function main() {
 
   let context = null;
   let page = null;
+  let network = null;
   const pageErrors = [];
   let allowNetworkErrors = false;
   const watchdog = setTimeout(() => {
@@ -258,8 +308,12 @@ async function main() {
 
   try {
     log(`starting ${BIN} on port ${orchestrator.port}`);
-    const url = await orchestrator.start();
-    assert.ok(url.startsWith(`${orchestrator.base()}/#token=`), url);
+    const logged = await orchestrator.start();
+    assert.ok(logged.startsWith(`${orchestrator.base()}/#token=`), logged);
+    // The browser reaches the orchestrator through a path the test can cut.
+    network = new NetworkPath(orchestrator.port);
+    await network.listen();
+    const url = logged.replace(`:${orchestrator.port}/`, `:${network.port}/`);
 
     log(`launching ${CHROMIUM}`);
     context = await chromium.launchPersistentContext(profile, {
@@ -274,7 +328,7 @@ async function main() {
       if (msg.type() !== 'error') return;
       const text = msg.text();
       // While the orchestrator restarts, refused connections are expected.
-      if (allowNetworkErrors && /ERR_CONNECTION_REFUSED|WebSocket connection|Failed to load resource/.test(text)) return;
+      if (allowNetworkErrors && /net::ERR_|WebSocket connection|Failed to load resource/.test(text)) return;
       // The page handles API errors itself (the invalid setting's 400); Chromium still logs them.
       if (/the server responded with a status of 400/.test(text)) return;
       pageErrors.push(`console: ${text}`);
@@ -386,6 +440,23 @@ async function main() {
     log(`screenshot: ${path.join(OUT, 'dashboard.png')}`);
     assert.deepEqual(pageErrors, [], 'no console errors or uncaught exceptions');
 
+    assert.equal(await page.locator('#conn').getAttribute('data-resync'), 'initial');
+
+    log('after a network outage the page reconnects and replays what it missed (same hub epoch)');
+    allowNetworkErrors = true;
+    network.cut();
+    await waitInPage(page, 'the indicator to show the outage', () => document.querySelector('#conn')?.dataset.state === 'retrying');
+    // Meanwhile an operator elsewhere stops a service: the page must learn it from the replay.
+    assert.equal((await orchestrator.api('POST', '/api/services/mt5/stop')).body.data.status, 'stopped');
+    assert.equal((await serviceStatus(page, 'mt5')).status, 'online', 'the page cannot know yet');
+    network.restore();
+    await waitInPage(page, 'the indicator live again', () => document.querySelector('#conn')?.dataset.state === 'live');
+    await waitServiceStatus(page, 'mt5', 'stopped');
+    assert.equal(await page.locator('#conn').getAttribute('data-resync'), 'replay', 'caught up by replay, not by reload');
+    await page.locator('tr[data-service="mt5"] button[data-action="start"]').click();
+    await waitServiceStatus(page, 'mt5', 'online');
+    allowNetworkErrors = false;
+
     log('the connection indicator notices a restart of the orchestrator, reconnects and reloads');
     allowNetworkErrors = true;
     await orchestrator.stop();
@@ -395,6 +466,7 @@ async function main() {
     await waitInPage(page, 'the indicator to show live again', () => document.querySelector('#conn')?.dataset.state === 'live', undefined, 40_000);
     for (const role of ROLES) await waitServiceStatus(page, role.name, 'online');
     await waitTicksMoving(page, 'EURUSD');
+    assert.equal(await page.locator('#conn').getAttribute('data-resync'), 'reload', 'a new hub epoch means a reload');
     assert.equal(await volume.locator('input').inputValue(), '2.5', 'the saved setting survived the restart');
     allowNetworkErrors = false;
     assert.deepEqual(pageErrors, [], 'no console errors or uncaught exceptions');
@@ -402,7 +474,7 @@ async function main() {
     log('a tab without the fragment asks for the token once; a wrong one is refused inline');
     const second = await context.newPage();
     second.on('pageerror', (err) => pageErrors.push(`uncaught (second tab): ${err.message}`));
-    await second.goto(`${orchestrator.base()}/`);
+    await second.goto(`http://127.0.0.1:${network.port}/`);
     await second.locator('#login').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
     assert.ok(await second.locator('#main').isHidden(), 'nothing is shown before login');
     assert.equal(await second.evaluate(() => document.activeElement?.id), 'token-input', 'the token field has focus');
@@ -430,6 +502,7 @@ async function main() {
   } finally {
     clearTimeout(watchdog);
     if (context) await context.close().catch(() => {});
+    network?.close();
     await orchestrator.stop();
     fs.rmSync(dir, { recursive: true, force: true });
     fs.rmSync(profile, { recursive: true, force: true });

@@ -835,6 +835,7 @@
     nextId: 1,
     pending: new Map(), // request id -> what it was
     subscribed: false,
+    connectedOnce: false, // a subscription succeeded at least once since login
   };
 
   function send(message) {
@@ -969,6 +970,15 @@
     setConn('live', 'Élő kapcsolat');
     const recovered = message.recovered || {};
     const gap = Object.values(recovered).some((ok) => ok === false);
+    // How this (re)connection caught up, for the operator (tooltip) and for tests.
+    const conn = $('conn');
+    const resync = !live.connectedOnce ? 'initial' : replayed && !gap ? 'replay' : 'reload';
+    live.connectedOnce = true;
+    conn.dataset.resync = resync;
+    const at = formatClock(new Date());
+    if (resync === 'replay') conn.title = `Újracsatlakozva ${at}; a kimaradt események pótolva.`;
+    else if (resync === 'reload') conn.title = `Újracsatlakozva ${at}; az állapot újratöltve.`;
+    else conn.title = `Csatlakozva ${at}.`;
     if (!replayed || gap) {
       // First connection, a new epoch or a gap that the ring no longer covers: the REST state
       // is the truth, and live events from here on apply on top of it.
@@ -1105,6 +1115,7 @@
 
   function stopAll() {
     started = false;
+    live.connectedOnce = false;
     clearInterval(uptimeTimer);
     clearInterval(servicesTimer);
     clearInterval(logTimer);
