@@ -61,6 +61,74 @@ pub fn access_table() -> &'static [(&'static str, &'static str, Access)] {
     ACCESS_TABLE
 }
 
+/// Verified bearer tokens, so a request does not query SQLite (on the blocking pool) each time.
+///
+/// The store stays the truth: an entry is used only while the settings database files
+/// (`setup.db` and its WAL) look exactly as they did before the token was verified — any commit,
+/// also by another process such as `orchestrator token revoke`, changes their size or
+/// modification time and sends the next request back to the store — and for at most
+/// [`TokenCache::MAX_AGE`] (which also keeps `last_used_at` fresh). Entries are keyed by the
+/// token's SHA-256, unknown tokens are never cached.
+#[derive(Debug)]
+pub struct TokenCache {
+    files: [std::path::PathBuf; 2],
+    entries: parking_lot::RwLock<std::collections::HashMap<String, CachedToken>>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedToken {
+    principal: Principal,
+    generation: Generation,
+    verified_at: std::time::Instant,
+}
+
+/// What the database files look like: (length, modification time) of each; absent is `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation([Option<(u64, std::time::SystemTime)>; 2]);
+
+impl TokenCache {
+    /// How long a verified token is trusted without asking the store again.
+    pub const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+    /// Most entries kept (a full cache is emptied; tokens are few).
+    const MAX_ENTRIES: usize = 1024;
+
+    /// A cache for the store at `db` (its `-wal` file is watched too).
+    pub fn new(db: &std::path::Path) -> TokenCache {
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        TokenCache { files: [db.to_owned(), wal.into()], entries: Default::default() }
+    }
+
+    /// The current look of the database files (two `stat` calls).
+    pub fn generation(&self) -> Generation {
+        Generation(self.files.each_ref().map(|f| {
+            let meta = std::fs::metadata(f).ok()?;
+            Some((meta.len(), meta.modified().ok()?))
+        }))
+    }
+
+    /// The principal of a token verified under the current generation, if any.
+    pub fn get(&self, token: &str) -> Option<Principal> {
+        let key = settings::token_hash(token);
+        let entries = self.entries.read();
+        let cached = entries.get(&key)?;
+        (cached.verified_at.elapsed() < Self::MAX_AGE && cached.generation == self.generation())
+            .then(|| cached.principal.clone())
+    }
+
+    /// Remembers a token the store accepted; `generation` must have been read before asking it.
+    pub fn insert(&self, token: &str, principal: Principal, generation: Generation) {
+        let mut entries = self.entries.write();
+        if entries.len() >= Self::MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(
+            settings::token_hash(token),
+            CachedToken { principal, generation, verified_at: std::time::Instant::now() },
+        );
+    }
+}
+
 /// The one route that also accepts `?ticket=`.
 const TICKET_ROUTE: &str = "/api/events/stream";
 
@@ -87,14 +155,27 @@ pub async fn authenticate(
         return Ok(req.error_response(ApiError::Internal("application state missing".into())));
     };
     let principal = match bearer(&req) {
-        Some(token) => {
-            let store = state.settings.clone();
-            match web::block(move || store.verify_token(&token)).await {
-                Ok(Ok(info)) => info.map(|i| Principal { name: i.name, role: i.role }),
-                Ok(Err(e)) => return Ok(req.error_response(ApiError::from(e))),
-                Err(e) => return Ok(req.error_response(ApiError::from(e))),
+        Some(token) => match state.tokens.get(&token) {
+            Some(principal) => Some(principal),
+            None => {
+                let generation = state.tokens.generation();
+                let store = state.settings.clone();
+                let cache = state.tokens.clone();
+                let verified = web::block(move || {
+                    let principal = store.verify_token(&token)?.map(|i| Principal { name: i.name, role: i.role });
+                    if let Some(p) = &principal {
+                        cache.insert(&token, p.clone(), generation);
+                    }
+                    Ok::<_, settings::SettingsError>(principal)
+                })
+                .await;
+                match verified {
+                    Ok(Ok(principal)) => principal,
+                    Ok(Err(e)) => return Ok(req.error_response(ApiError::from(e))),
+                    Err(e) => return Ok(req.error_response(ApiError::from(e))),
+                }
             }
-        }
+        },
         // Browsers cannot set headers on an EventSource: the SSE stream also takes a ticket.
         None if req.match_pattern().as_deref() == Some(TICKET_ROUTE) => {
             ticket(&req).and_then(|t| state.tickets.redeem(&t))
@@ -125,5 +206,53 @@ mod tests {
         assert_eq!(required_access(&Method::POST, Some("/api/health")), Access::Write);
         assert_eq!(required_access(&Method::PUT, Some("/api/settings/{key}")), Access::Write);
         assert_eq!(required_access(&Method::POST, Some("/api/events")), Access::Ingest);
+    }
+
+    /// Verifies through the cache the way the middleware does.
+    fn verify(cache: &TokenCache, store: &settings::SettingsStore, token: &str) -> (Option<Principal>, bool) {
+        if let Some(p) = cache.get(token) {
+            return (Some(p), true);
+        }
+        let generation = cache.generation();
+        let principal = store.verify_token(token).unwrap_or(None).map(|i| Principal { name: i.name, role: i.role });
+        if let Some(p) = &principal {
+            cache.insert(token, p.clone(), generation);
+        }
+        (principal, false)
+    }
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn cached_tokens_follow_the_store_across_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("setup.db");
+        let store = settings::SettingsStore::open(&db).unwrap();
+        // A second store on the same file stands for another process (the CLI).
+        let cli = settings::SettingsStore::open(&db).unwrap();
+        let cache = TokenCache::new(&db);
+        let token = store.create_token("dash", gateway_core::Role::Viewer).unwrap();
+
+        // The first use records last_used_at (a write), so the second asks the store again;
+        // from then on the store is not asked while nothing changes.
+        assert_eq!(verify(&cache, &store, &token).0.map(|p| p.name), Some("dash".to_owned()));
+        let _ = verify(&cache, &store, &token);
+        for _ in 0..3 {
+            assert_eq!(
+                verify(&cache, &store, &token),
+                (Some(Principal { name: "dash".into(), role: gateway_core::Role::Viewer }), true)
+            );
+        }
+        // Unknown tokens are never cached.
+        assert_eq!(verify(&cache, &store, "orch_nope"), (None, false));
+        assert_eq!(verify(&cache, &store, "orch_nope"), (None, false));
+
+        // Any commit elsewhere sends the next request to the store: a new token changes nothing
+        // for this one, a revocation takes effect at once.
+        cli.create_token("other", gateway_core::Role::Operator).unwrap();
+        assert!(!verify(&cache, &store, &token).1, "re-verified after a foreign commit");
+        assert!(cache.get(&token).is_some());
+        cli.revoke_token("dash").unwrap();
+        assert_eq!(cache.get(&token), None);
+        assert_eq!(verify(&cache, &store, &token), (None, false));
     }
 }

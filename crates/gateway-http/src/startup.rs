@@ -86,6 +86,7 @@ impl Application {
             tickets,
             authenticator,
             metrics,
+            tokens: Arc::new(crate::auth::TokenCache::new(&data_dir.join("setup.db"))),
         };
 
         let listener =

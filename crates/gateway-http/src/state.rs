@@ -36,6 +36,8 @@ pub struct AppState {
     pub authenticator: hub::Authenticator,
     /// Request and upstream metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Verified bearer tokens (checked against the store's files on every use).
+    pub tokens: Arc<crate::auth::TokenCache>,
 }
 
 /// Validation limits in two flavours: with the symbol list (data service) and without.
