@@ -434,7 +434,8 @@ async fn subscribe_receive_wildcards_latest_tick_and_unsubscribe() {
     assert_eq!(r["topics"], json!(["tick:EUR*", "position"]), "duplicates are folded: {r}");
     assert_eq!(r["recovered"], json!({}));
     let (mut all_ticks, _) = s.ws().await;
-    all_ticks.subscribe(1, &["tick"]).await;
+    // Overlapping patterns: still one copy of each event.
+    all_ticks.subscribe(1, &["tick", "tick:EUR*"]).await;
     // An exact tick subscription gets the latest tick at once (a prefix one does not).
     let (mut gold, _) = s.ws().await;
     gold.subscribe(1, &["tick:XAUUSD"]).await;
@@ -716,7 +717,7 @@ async fn stalled_reader_of_other_events_is_closed_4008_and_the_healthy_one_keeps
     let seqs: Vec<u64> = arrivals.iter().map(|(s, _)| *s).collect();
     assert_eq!(seqs, (1..=sent.len() as u64).collect::<Vec<_>>(), "every event, in order");
     let worst = arrivals.iter().map(|(seq, at)| at.duration_since(sent[*seq as usize - 1])).max().unwrap();
-    assert!(worst < Duration::from_secs(2), "the healthy client was delayed by {worst:?}");
+    assert!(worst < Duration::from_secs(1), "the healthy client was delayed by {worst:?}");
     assert!(s.client(&healthy_id).await.is_some(), "the healthy client is still connected");
     assert!(healthy.roundtrip("still-there").await.is_empty());
 
