@@ -616,11 +616,14 @@ impl Config {
         // Global service overrides first, then per-service ones, so the specific one wins.
         vars.sort_by_key(|(k, _)| self.services.iter().any(|s| k.starts_with(&service_prefix(s))));
         for (key, value) in vars {
+            // At most i64::MAX: the largest integer TOML (and so `config print`) can show.
             let number = || -> Result<u64, ConfigError> {
-                value.trim().parse::<u64>().map_err(|_| ConfigError::Invalid {
-                    field: key.clone(),
-                    line: None,
-                    message: format!("`{value}` is not a whole number"),
+                value.trim().parse::<u64>().ok().filter(|n| i64::try_from(*n).is_ok()).ok_or_else(|| {
+                    ConfigError::Invalid {
+                        field: key.clone(),
+                        line: None,
+                        message: format!("`{value}` is not a whole number from 0 to {}", i64::MAX),
+                    }
                 })
             };
             let Some(rest) = key.strip_prefix("ORCHESTRATOR_") else { continue };
@@ -653,6 +656,15 @@ impl Config {
         }
         check_health(&self.health)?;
         check_hub(&self.hub)?;
+        // The same rules as in the file, so the effective configuration is always one that
+        // `config check` accepts (e.g. ORCHESTRATOR_BACKOFF_INITIAL_MS above a file's max_ms).
+        for (i, s) in self.services.iter().enumerate() {
+            let field = |f: &str| format!("service[{i}].{f}");
+            check_backoff(&s.backoff, &field("backoff"), None)?;
+            positive(s.request_timeout_ms, field("request_timeout_ms"), None)?;
+            positive(u64::from(s.max_failures), field("max_failures"), None)?;
+            positive(s.failure_window_ms, field("failure_window_ms"), None)?;
+        }
         Ok(())
     }
 
