@@ -12,6 +12,7 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, web};
 use gateway_core::{Access, Problem};
 
+use crate::context::RoutePattern;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -66,13 +67,16 @@ pub fn access_table() -> &'static [(&'static str, &'static str, Access)] {
 /// The store stays the truth: an entry is used only while the settings database files
 /// (`setup.db` and its WAL) look exactly as they did before the token was verified — any commit,
 /// also by another process such as `orchestrator token revoke`, changes their size or
-/// modification time and sends the next request back to the store — and for at most
+/// modification time and sends the requests after it (the files are looked at again at least
+/// every [`TokenCache::RECHECK`]) back to the store — and for at most
 /// [`TokenCache::MAX_AGE`] (which also keeps `last_used_at` fresh). Entries are keyed by the
 /// token's SHA-256, unknown tokens are never cached.
 #[derive(Debug)]
 pub struct TokenCache {
     files: [std::path::PathBuf; 2],
     entries: parking_lot::RwLock<std::collections::HashMap<String, CachedToken>>,
+    /// The last look at the files and when it was taken (re-taken after [`TokenCache::RECHECK`]).
+    seen: parking_lot::Mutex<(std::time::Instant, Generation)>,
 }
 
 #[derive(Debug, Clone)]
@@ -91,20 +95,42 @@ impl TokenCache {
     pub const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
     /// Most entries kept (a full cache is emptied; tokens are few).
     const MAX_ENTRIES: usize = 1024;
+    /// How often under load the files are looked at again: a commit by another process is
+    /// seen within this.
+    pub const RECHECK: std::time::Duration = std::time::Duration::from_millis(1);
 
     /// A cache for the store at `db` (its `-wal` file is watched too).
     pub fn new(db: &std::path::Path) -> TokenCache {
         let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");
-        TokenCache { files: [db.to_owned(), wal.into()], entries: Default::default() }
+        let files = [db.to_owned(), wal.into()];
+        let seen = parking_lot::Mutex::new((std::time::Instant::now(), Self::look(&files)));
+        TokenCache { files, entries: Default::default(), seen }
+    }
+
+    fn look(files: &[std::path::PathBuf; 2]) -> Generation {
+        Generation(files.each_ref().map(|f| {
+            let meta = std::fs::metadata(f).ok()?;
+            Some((meta.len(), meta.modified().ok()?))
+        }))
     }
 
     /// The current look of the database files (two `stat` calls).
     pub fn generation(&self) -> Generation {
-        Generation(self.files.each_ref().map(|f| {
-            let meta = std::fs::metadata(f).ok()?;
-            Some((meta.len(), meta.modified().ok()?))
-        }))
+        let now = Self::look(&self.files);
+        *self.seen.lock() = (std::time::Instant::now(), now);
+        now
+    }
+
+    /// The look of the files at most [`TokenCache::RECHECK`] old.
+    fn recent_generation(&self) -> Generation {
+        {
+            let seen = self.seen.lock();
+            if seen.0.elapsed() < Self::RECHECK {
+                return seen.1;
+            }
+        }
+        self.generation()
     }
 
     /// The principal of a token verified under the current generation, if any.
@@ -112,7 +138,7 @@ impl TokenCache {
         let key = settings::token_hash(token);
         let entries = self.entries.read();
         let cached = entries.get(&key)?;
-        (cached.verified_at.elapsed() < Self::MAX_AGE && cached.generation == self.generation())
+        (cached.verified_at.elapsed() < Self::MAX_AGE && cached.generation == self.recent_generation())
             .then(|| cached.principal.clone())
     }
 
@@ -147,7 +173,7 @@ pub async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let access = required_access(req.method(), req.match_pattern().as_deref());
+    let access = RoutePattern::with(&req, |pattern| required_access(req.method(), pattern));
     if access == Access::Public {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
@@ -177,7 +203,7 @@ pub async fn authenticate(
             }
         },
         // Browsers cannot set headers on an EventSource: the SSE stream also takes a ticket.
-        None if req.match_pattern().as_deref() == Some(TICKET_ROUTE) => {
+        None if RoutePattern::with(&req, |pattern| pattern == Some(TICKET_ROUTE)) => {
             ticket(&req).and_then(|t| state.tickets.redeem(&t))
         }
         None => None,
@@ -233,14 +259,15 @@ mod tests {
         let token = store.create_token("dash", gateway_core::Role::Viewer).unwrap();
 
         // The first use records last_used_at (a write), so the second asks the store again;
-        // from then on the store is not asked while nothing changes.
+        // from then on the store is not asked while nothing changes. (`generation()` takes a
+        // fresh look at the files, as happens at least every `RECHECK`.)
         assert_eq!(verify(&cache, &store, &token).0.map(|p| p.name), Some("dash".to_owned()));
+        cache.generation();
         let _ = verify(&cache, &store, &token);
+        let dash = Principal { name: "dash".into(), role: gateway_core::Role::Viewer };
         for _ in 0..3 {
-            assert_eq!(
-                verify(&cache, &store, &token),
-                (Some(Principal { name: "dash".into(), role: gateway_core::Role::Viewer }), true)
-            );
+            cache.generation();
+            assert_eq!(verify(&cache, &store, &token), (Some(dash.clone()), true));
         }
         // Unknown tokens are never cached.
         assert_eq!(verify(&cache, &store, "orch_nope"), (None, false));
@@ -249,10 +276,17 @@ mod tests {
         // Any commit elsewhere sends the next request to the store: a new token changes nothing
         // for this one, a revocation takes effect at once.
         cli.create_token("other", gateway_core::Role::Operator).unwrap();
-        assert!(!verify(&cache, &store, &token).1, "re-verified after a foreign commit");
+        cache.generation();
+        assert_eq!(verify(&cache, &store, &token), (Some(dash), false), "re-verified after a foreign commit");
+        cache.generation();
         assert!(cache.get(&token).is_some());
         cli.revoke_token("dash").unwrap();
-        assert_eq!(cache.get(&token), None);
+        // Without a forced look: the files are looked at again within `RECHECK`.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while cache.get(&token).is_some() {
+            assert!(std::time::Instant::now() < deadline, "the revocation was not seen");
+            std::thread::yield_now();
+        }
         assert_eq!(verify(&cache, &store, &token), (None, false));
     }
 }

@@ -31,6 +31,21 @@ impl RequestCtx {
     }
 }
 
+/// The router pattern a request matches (`None`: no route), found once by the context
+/// middleware for the auth middleware and the metrics.
+#[derive(Debug, Clone)]
+pub struct RoutePattern(pub Option<String>);
+
+impl RoutePattern {
+    /// Calls `f` with the request's pattern (looked up again when the middleware did not run).
+    pub fn with<T>(req: &ServiceRequest, f: impl FnOnce(Option<&str>) -> T) -> T {
+        if let Some(p) = req.extensions().get::<RoutePattern>() {
+            return f(p.0.as_deref());
+        }
+        f(req.match_pattern().as_deref())
+    }
+}
+
 /// The downstream service a request went to, for the access log.
 #[derive(Debug, Clone)]
 pub struct ServiceTag(pub String);
@@ -84,6 +99,9 @@ pub async fn request_context(
     let ctx = RequestCtx { request_id, lang };
     req.extensions_mut().insert(ctx.clone());
     let metrics = req.app_data::<actix_web::web::Data<crate::state::AppState>>().map(|s| s.metrics.clone());
+    // Matching the router's patterns runs regexes: once per request is enough.
+    let pattern = req.match_pattern();
+    req.extensions_mut().insert(RoutePattern(pattern));
 
     // Inner middleware and handlers turn their errors into responses, so an `Err` here is
     // actix's own; it is rendered by actix without our envelope details.
@@ -118,7 +136,8 @@ pub async fn request_context(
     let status = res.status().as_u16();
     let latency = started.elapsed();
     if let Some(metrics) = metrics {
-        metrics.request(http_req.method(), http_req.match_pattern(), status, latency);
+        let pattern = http_req.extensions_mut().remove::<RoutePattern>().and_then(|p| p.0);
+        metrics.request(http_req.method(), pattern, status, latency);
     }
     log::info!(
         target: "access",
