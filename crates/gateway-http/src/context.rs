@@ -1,6 +1,7 @@
 //! The request-context middleware: request id, language, the envelope for every error, and
 //! one access-log line per request.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -11,6 +12,7 @@ use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, HttpResponse};
 use gateway_core::{Envelope, Lang};
 
 use crate::error::ProblemReport;
+use crate::state::AppState;
 
 /// `X-Request-Id`.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -34,7 +36,11 @@ impl RequestCtx {
 /// The router pattern a request matches (`None`: no route), found once by the context
 /// middleware for the auth middleware and the metrics.
 #[derive(Debug, Clone)]
-pub struct RoutePattern(pub Option<String>);
+pub struct RoutePattern(pub Option<Cow<'static, str>>);
+
+/// The forwarding routes' patterns (see `forward::configure`).
+const FORWARD_ROOT: &str = "/api/{resource}";
+const FORWARD_TAIL: &str = "/api/{resource}/{tail:.*}";
 
 impl RoutePattern {
     /// Calls `f` with the request's pattern (looked up again when the middleware did not run).
@@ -44,11 +50,30 @@ impl RoutePattern {
         }
         f(req.match_pattern().as_deref())
     }
+
+    /// The pattern of a request. The router matches patterns with regexes; the forwarding
+    /// routes — most of the traffic — are recognised without: `/api/{resource}…` where a service
+    /// owns `resource` (service routes never shadow the gateway's own resources; and were one
+    /// to, the forwarding rule, viewer for reads and operator otherwise, is the strictest).
+    pub fn of(req: &ServiceRequest, registry: Option<&registry::Registry>) -> RoutePattern {
+        if let (Some(rest), Some(registry)) = (req.path().strip_prefix("/api/"), registry) {
+            let (resource, tail) = match rest.split_once('/') {
+                Some((resource, _)) => (resource, true),
+                None => (rest, false),
+            };
+            let plain = !resource.is_empty()
+                && resource.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            if plain && registry.route(resource).is_some() {
+                return RoutePattern(Some(Cow::Borrowed(if tail { FORWARD_TAIL } else { FORWARD_ROOT })));
+            }
+        }
+        RoutePattern(req.match_pattern().map(Cow::Owned))
+    }
 }
 
 /// The downstream service a request went to, for the access log.
 #[derive(Debug, Clone)]
-pub struct ServiceTag(pub String);
+pub struct ServiceTag(pub std::sync::Arc<registry::ServiceConfig>);
 
 impl FromRequest for RequestCtx {
     type Error = Error;
@@ -98,10 +123,11 @@ pub async fn request_context(
         .unwrap_or_default();
     let ctx = RequestCtx { request_id, lang };
     req.extensions_mut().insert(ctx.clone());
-    let metrics = req.app_data::<actix_web::web::Data<crate::state::AppState>>().map(|s| s.metrics.clone());
-    // Matching the router's patterns runs regexes: once per request is enough.
-    let pattern = req.match_pattern();
-    req.extensions_mut().insert(RoutePattern(pattern));
+    let state = req.app_data::<actix_web::web::Data<AppState>>().cloned();
+    let metrics = state.as_ref().map(|s| s.metrics.clone());
+    // Once per request, for auth and metrics.
+    let pattern = RoutePattern::of(&req, state.as_ref().map(|s| &s.registry));
+    req.extensions_mut().insert(pattern);
 
     // Inner middleware and handlers turn their errors into responses, so an `Err` here is
     // actix's own; it is rendered by actix without our envelope details.
@@ -149,7 +175,7 @@ pub async fn request_context(
         status,
         latency.as_secs_f64() * 1000.0,
         ctx.request_id,
-        service.as_deref().unwrap_or("-"),
+        service.as_ref().map_or("-", |s| s.name.as_str()),
     );
     Ok(res)
 }
@@ -157,6 +183,50 @@ pub async fn request_context(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[actix_rt::test]
+    async fn the_quick_route_pattern_agrees_with_the_router() {
+        use actix_web::dev::Service as _;
+        #[allow(clippy::unwrap_used)]
+        let mut data = registry::ServiceConfig::with_defaults(gateway_core::ServiceName::parse("data").unwrap(), 1);
+        data.routes = vec!["ticks".into(), "ohlc".into()];
+        let registry = registry::Registry::new(&[data]);
+        let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let log = seen.clone();
+        let app = actix_web::test::init_service(actix_web::App::new().configure(crate::routes::configure).wrap_fn(
+            move |req, srv| {
+                let quick = RoutePattern::of(&req, Some(&registry)).0.map(Cow::into_owned);
+                log.borrow_mut().push((req.path().to_owned(), quick, req.match_pattern()));
+                srv.call(req)
+            },
+        ))
+        .await;
+        let paths = [
+            "/api/ticks",
+            "/api/ticks/",
+            "/api/ticks/latest",
+            "/api/ohlc/a/b/c",
+            "/api/%74icks/latest",
+            "/api/nowhere/x",
+            "/api/health",
+            "/api/settings/symbols",
+            "/api/services/data/logs",
+            "/api/openapi.json",
+            "/api/",
+            "/api",
+            "/metrics",
+            "/",
+        ];
+        for path in paths {
+            let req = actix_web::test::TestRequest::get().uri(path).to_request();
+            let _ = actix_web::test::try_call_service(&app, req).await;
+        }
+        let seen = seen.borrow();
+        assert_eq!(seen.len(), paths.len());
+        for (path, quick, router) in seen.iter() {
+            assert_eq!(quick, router, "{path}");
+        }
+    }
 
     #[test]
     fn request_ids() {

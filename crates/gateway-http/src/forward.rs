@@ -37,7 +37,7 @@ async fn forward(
     let rest = raw_path.strip_prefix("/api/").unwrap_or("");
     let resource = rest.split('/').next().unwrap_or("");
     let service = state.registry.route(resource).ok_or(Problem::NotFound)?;
-    req.extensions_mut().insert(ServiceTag(service.name.to_string()));
+    req.extensions_mut().insert(ServiceTag(service.clone()));
 
     // Fast fail: a service known to be down costs nothing.
     let (status, _) = state.registry.status(service.name.as_str()).ok_or(Problem::NotFound)?;

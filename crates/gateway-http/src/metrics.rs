@@ -6,6 +6,7 @@
 //! histogram update; upstream handles are created per service at start-up, so recording one
 //! needs no allocation.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ fn latency_histogram() -> Histogram {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
     method: &'static str,
-    route: String,
+    route: Cow<'static, str>,
     status: u16,
 }
 
@@ -124,12 +125,9 @@ impl Metrics {
     }
 
     /// Records one answered request. `route` is the router pattern it matched (`None`: none).
-    pub fn request(&self, method: &Method, route: Option<String>, status: u16, elapsed: Duration) {
-        let labels = RequestLabels {
-            method: method_label(method),
-            route: route.unwrap_or_else(|| UNMATCHED.to_owned()),
-            status,
-        };
+    pub fn request(&self, method: &Method, route: Option<Cow<'static, str>>, status: u16, elapsed: Duration) {
+        let labels =
+            RequestLabels { method: method_label(method), route: route.unwrap_or(Cow::Borrowed(UNMATCHED)), status };
         self.requests.get_or_create(&labels).inc();
         self.request_latency.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
@@ -263,8 +261,8 @@ mod tests {
     fn renders_every_family_in_prometheus_text() {
         let m = Metrics::new(["data", "mt5"]);
         let ms = Duration::from_millis;
-        m.request(&Method::GET, Some("/api/{resource}/{tail:.*}".into()), 200, ms(3));
-        m.request(&Method::GET, Some("/api/{resource}/{tail:.*}".into()), 200, ms(30));
+        m.request(&Method::GET, Some(Cow::Borrowed("/api/{resource}/{tail:.*}")), 200, ms(3));
+        m.request(&Method::GET, Some(Cow::Owned("/api/{resource}/{tail:.*}".to_owned())), 200, ms(30));
         m.request(&Method::from_bytes(b"BREW").unwrap(), None, 404, ms(1));
         m.upstream_answered("data", ms(2));
         m.upstream_failed("mt5", "timeout");
