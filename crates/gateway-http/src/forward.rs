@@ -71,12 +71,11 @@ async fn forward(
     if let Ok(v) = header::HeaderValue::from_str(&ctx.request_id) {
         headers.push((REQUEST_ID, v));
     }
-    let path_and_query = match req.uri().query() {
-        Some(q) => format!("/{rest}?{q}"),
-        None => format!("/{rest}"),
-    };
+    // `/api/{resource}/…?query` → `/{resource}/…?query`, as sent (already checked safe).
+    let path_and_query = req.uri().path_and_query().map_or("", |pq| pq.as_str());
+    let path_and_query = path_and_query.strip_prefix("/api").unwrap_or(path_and_query);
     let timeout = Duration::from_millis(service.request_timeout_ms);
-    let call = Call { service: &service, method, path_and_query: &path_and_query, headers, body, timeout };
+    let call = Call { service: &service, method, path_and_query, headers, body, timeout };
     let started = Instant::now();
     let sent = upstream::send(call).await;
     let metrics = &state.metrics;

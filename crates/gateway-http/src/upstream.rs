@@ -121,7 +121,12 @@ pub struct Call<'a> {
 /// Sends the call; a GET that failed to connect is retried once within the same deadline.
 pub async fn send(call: Call<'_>) -> Result<UpstreamReply, Failure> {
     let deadline = Instant::now() + call.timeout;
-    let url = format!("http://{}{}", call.service.authority(), call.path_and_query);
+    let (host, port, path) = (&call.service.host, call.service.port, call.path_and_query);
+    let url = if host.contains(':') {
+        format!("http://[{host}]:{port}{path}")
+    } else {
+        format!("http://{host}:{port}{path}")
+    };
     let retries = if call.method == Method::GET { 1 } else { 0 };
     let mut attempt = 0;
     loop {
