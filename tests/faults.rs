@@ -522,7 +522,7 @@ async fn ws_cycle(url: String, token: String, i: usize) {
         .await
         .unwrap();
     assert_eq!(next_text(&mut ws, i).await["type"], "subscribed");
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         ws.send(Message::Close(Some(awc::ws::CloseCode::Normal.into()))).await.unwrap();
         while let Some(Ok(frame)) = ws.next().await {
             if matches!(frame, Frame::Close(_)) {
