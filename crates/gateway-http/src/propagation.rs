@@ -148,7 +148,9 @@ async fn worker(
                 log::info!("pushed settings {:?} to {}", changed.keys().collect::<Vec<_>>(), config.name);
             }
             Ok(reply) => log::warn!("{} refused settings: HTTP {}", config.name, reply.status.as_u16()),
-            Err(f) => log::warn!("pushing settings to {} failed ({f:?}); it gets them when it next comes online", config.name),
+            Err(f) => {
+                log::warn!("pushing settings to {} failed ({f:?}); it gets them when it next comes online", config.name)
+            }
         }
     }
 }
