@@ -49,7 +49,9 @@ async fn kill_9_of_a_service_brings_it_back_once() {
     let first = api.wait_status("data", "online", LONG).await;
     let old = pid_of(&first);
     kill(old, Signal::SIGKILL);
-    let back = api.wait_service("data", "online with a new pid", LONG, |e| e["status"] == "online" && e["pid"] != first["pid"]).await;
+    let back = api
+        .wait_service("data", "online with a new pid", LONG, |e| e["status"] == "online" && e["pid"] != first["pid"])
+        .await;
     assert_eq!(back["restarts"], 1, "{back}");
     assert_eq!(back["last_exit"]["signal"], "SIGKILL", "{back}");
     let copies = processes_matching(&format!("--port {port}"));
@@ -102,8 +104,9 @@ async fn hung_health_goes_offline_then_restarts() {
         .wait_service("data", "offline or restarted", LONG, |e| e["status"] == "offline" || e["pid"] != first["pid"])
         .await;
     assert!(seen_offline["consecutive_failures"].as_u64().unwrap_or(0) >= 1 || seen_offline["pid"] != first["pid"]);
-    let back =
-        api.wait_service("data", "online with a new pid", LONG, |e| e["status"] == "online" && e["pid"] != first["pid"]).await;
+    let back = api
+        .wait_service("data", "online with a new pid", LONG, |e| e["status"] == "online" && e["pid"] != first["pid"])
+        .await;
     assert!(back["restarts"].as_u64().unwrap() >= 1);
     assert!(!alive(pid_of(&first)), "the hung instance was stopped");
 }
@@ -202,9 +205,8 @@ async fn a_crash_loop_is_reported_and_a_manual_start_resets_it() {
     assert_eq!(e["status"], "error", "{e}");
     assert!(e["restarts"].as_u64().unwrap() >= 2, "{e}");
     // Still retrying at the cap.
-    let later = api
-        .wait_service("data", "another restart", LONG, |x| x["restarts"].as_u64() > e["restarts"].as_u64())
-        .await;
+    let later =
+        api.wait_service("data", "another restart", LONG, |x| x["restarts"].as_u64() > e["restarts"].as_u64()).await;
     assert_eq!(later["last_exit"]["code"], 1);
     // A manual start resets the sequence (the service is not running at this moment or is: either
     // way the crash loop is cleared until it fails max_failures times again).
