@@ -559,6 +559,54 @@ async fn every_route_refuses_hostile_input_with_its_documented_4xx() {
     eprintln!("{count} hostile requests over {} routes in {:?}", routes.len(), started.elapsed());
 }
 
+#[actix_rt::test]
+async fn slow_and_silent_clients_are_cut_off_without_slowing_anyone() {
+    // 200 connections that send half a request head and then nothing, and one that trickles a
+    // byte every 300 ms: actix's request-head timeout (5 s) answers 408 and closes each, and the
+    // gateway keeps answering everyone else meanwhile.
+    let app = TestApp::spawn(&Services::new().toml(false, "", |_| Vec::new())).await;
+    let port = app.port;
+    let started = Instant::now();
+    let mut silent: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ").unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            s
+        })
+        .collect();
+    let trickler = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let head = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let t = Instant::now();
+        for b in head {
+            if s.write_all(&[*b]).is_err() {
+                return t.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        panic!("a client trickling its request head for {:?} was never cut off", t.elapsed());
+    });
+    for _ in 0..20 {
+        let t = Instant::now();
+        assert!(health_answers(port));
+        assert!(t.elapsed() < Duration::from_millis(500), "health took {:?} beside slow clients", t.elapsed());
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (i, s) in silent.iter_mut().enumerate() {
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "silent client {i}: {text:?}");
+    }
+    let cut = started.elapsed();
+    assert!(cut < Duration::from_secs(12), "the silent clients were held for {cut:?}");
+    let trickled = trickler.join().unwrap();
+    assert!(trickled < Duration::from_secs(12), "the trickler was held for {trickled:?}");
+    assert!(health_answers(port));
+    eprintln!("200 silent clients and a trickler cut off after {cut:?} / {trickled:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // WebSocket frames
 
