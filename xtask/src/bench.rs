@@ -14,6 +14,7 @@ mod http;
 mod hub;
 mod stats;
 mod supervisor;
+mod sys;
 mod ws;
 
 use anyhow::{Context, bail};
@@ -33,8 +34,11 @@ suites:
 options:
   --quick          fewer repetitions and shorter runs (a smoke test, not for the report)
   --repeat N       gateway: rounds of the whole matrix (default 3); supervisor: kills per case (default 20)
+  --poll-ms N      supervisor: the outside poller's period (default 10)
   --no-pin         do not pin processes to CPUs with taskset
+  --no-nice        do not raise the priority of the benchmark's processes (default: nice -10 when root)
   --bin PATH       measure this orchestrator binary instead of building target/release/orchestrator
+  --also-bin PATH  gateway: a second orchestrator binary as an extra row of the same run (A/B a change)
 ";
 
 /// Entry point of `cargo xtask bench …`.
@@ -49,6 +53,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         match a.as_str() {
             "--quick" => opts.quick = true,
             "--no-pin" => opts.no_pin = true,
+            "--poll-ms" => {
+                let n = it.next().context("--poll-ms needs a number")?;
+                opts.poll_ms = Some(n.parse().with_context(|| format!("--poll-ms {n}"))?);
+            }
+            "--no-nice" => opts.no_nice = true,
+            "--also-bin" => opts.also_bin = Some(it.next().context("--also-bin needs a path")?.into()),
             "--bin" => opts.bin = Some(it.next().context("--bin needs a path")?.into()),
             "--repeat" => {
                 let n = it.next().context("--repeat needs a number")?;

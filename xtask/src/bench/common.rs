@@ -20,8 +20,14 @@ pub struct Options {
     pub repeat: Option<usize>,
     /// Never pin to CPUs.
     pub no_pin: bool,
+    /// The supervisor suite's poll period in ms.
+    pub poll_ms: Option<u64>,
+    /// Keep the default scheduling priority.
+    pub no_nice: bool,
     /// A prebuilt orchestrator binary to measure (no build).
     pub bin: Option<PathBuf>,
+    /// A second orchestrator binary, measured as an extra row (gateway).
+    pub also_bin: Option<PathBuf>,
 }
 
 /// Where the benchmark finds its tools.
@@ -216,13 +222,20 @@ impl Ctx {
         let dir = root.join("target/bench").join(format!("{suite}-{}", unix_secs()));
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let tools = Tools::discover();
+        // Every process of the run (servers, peers, wrk, receivers) inherits this niceness, so on
+        // a shared machine other people's builds disturb the measurement less, and equally for all.
+        let niced = !opts.no_nice
+            && Command::new("renice")
+                .args(["-n", "-10", "-p", &std::process::id().to_string()])
+                .output()
+                .is_ok_and(|o| o.status.success());
         let cpus = cpu_count();
         let pin = (!opts.no_pin && tools.taskset.is_some() && cpus >= 2).then_some((0, 1));
         let mut ctx = Ctx { opts, tools, orchestrator, dir, pin, report: String::new() };
         let m = Machine::read();
         ctx.line(&format!("# cargo xtask bench {suite}\n"));
         ctx.line(&format!(
-            "- date: {}\n- orchestrator: {} ({})\n- machine: {} CPUs, {}, {} MiB RAM, kernel {}\n- load average at start: {}\n- pinning: {}\n- run directory: {}\n",
+            "- date: {}\n- orchestrator: {} ({})\n- machine: {} CPUs, {}, {} MiB RAM, kernel {}\n- load average at start: {}\n- pinning: {}\n- priority: {}\n- run directory: {}\n",
             m.date,
             ctx.orchestrator.display(),
             git_describe(),
@@ -235,6 +248,7 @@ impl Ctx {
                 Some((sut, load)) => format!("system under test on CPU {sut}, load generator and upstreams on CPU {load} (taskset)"),
                 None => "none".into(),
             },
+            if niced { "nice -10 for every process of the run (the machine is shared)" } else { "default" },
             ctx.dir.display()
         ));
         Ok(ctx)
@@ -431,13 +445,9 @@ impl Drop for Proc {
     }
 }
 
-/// Sends SIGKILL to one pid with kill(1) (xtask links no libc bindings).
+/// Sends SIGKILL to one pid.
 pub fn kill9(pid: u32) -> anyhow::Result<()> {
-    let st = Command::new("kill").args(["-s", "KILL", &pid.to_string()]).status().context("running kill")?;
-    if !st.success() {
-        bail!("kill -9 {pid} failed");
-    }
-    Ok(())
+    super::sys::kill9(pid).with_context(|| format!("kill -9 {pid}"))
 }
 
 /// VmRSS of a process in KiB.
@@ -455,6 +465,23 @@ pub fn cpu_ns(pid: u32) -> Option<u64> {
         }
     }
     Some(total)
+}
+
+/// CPU time of every process in process group `pgid`, in nanoseconds (nginx's workers,
+/// uvicorn's children: everything a server under test runs).
+pub fn group_cpu_ns(pgid: u32) -> u64 {
+    let Ok(dir) = fs::read_dir("/proc") else { return 0 };
+    let mut total = 0;
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // Fields after the command name: state, ppid, pgrp, …
+        let pgrp = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(2)?.parse::<u32>().ok());
+        if pgrp == Some(pgid) {
+            total += cpu_ns(pid).unwrap_or(0);
+        }
+    }
+    total
 }
 
 /// The pid of the process that listens on 127.0.0.1:`port` (searching /proc).

@@ -22,6 +22,8 @@ const PATH: &str = "/ticks/latest?symbol=EURUSD";
 #[derive(Debug, Clone, Copy)]
 struct WrkResult {
     rps: f64,
+    /// CPU time of the server under test per request, in µs.
+    cpu_us: f64,
     p50_ms: f64,
     p99_ms: f64,
     bad: u64,
@@ -42,7 +44,7 @@ fn parse_latency(v: &str) -> Option<f64> {
 }
 
 fn parse_wrk(out: &str) -> anyhow::Result<WrkResult> {
-    let mut r = WrkResult { rps: f64::NAN, p50_ms: f64::NAN, p99_ms: f64::NAN, bad: 0 };
+    let mut r = WrkResult { rps: f64::NAN, cpu_us: f64::NAN, p50_ms: f64::NAN, p99_ms: f64::NAN, bad: 0 };
     for line in out.lines() {
         let t = line.trim();
         if let Some(v) = t.strip_prefix("Requests/sec:") {
@@ -63,7 +65,16 @@ fn parse_wrk(out: &str) -> anyhow::Result<WrkResult> {
     Ok(r)
 }
 
-fn wrk(ctx: &Ctx, url: &str, conns: usize, secs: u64, headers: &[String]) -> anyhow::Result<(WrkResult, String)> {
+/// Runs wrk; `sut` is the process group of the server under test, whose CPU time is divided by
+/// the requests served (a figure that other load on the machine disturbs much less than req/s).
+fn wrk(
+    ctx: &Ctx,
+    url: &str,
+    conns: usize,
+    secs: u64,
+    headers: &[String],
+    sut: Option<u32>,
+) -> anyhow::Result<(WrkResult, String)> {
     let wrk = ctx.tools.wrk.clone().context("wrk missing")?;
     let mut cmd = ctx.command(ctx.load_cpu(), wrk);
     cmd.args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), "--timeout", "10s", "--latency"]);
@@ -72,13 +83,20 @@ fn wrk(ctx: &Ctx, url: &str, conns: usize, secs: u64, headers: &[String]) -> any
     }
     cmd.arg(url);
     let cpu = CpuSampler::start();
+    let (c0, t0) = (sut.map(common::group_cpu_ns), Instant::now());
     let out = cmd.output().context("running wrk")?;
+    let (c1, wall) = (sut.map(common::group_cpu_ns), t0.elapsed());
     let cpu = cpu.finish();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         bail!("wrk failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
     }
-    Ok((parse_wrk(&text)?, cpu))
+    let mut r = parse_wrk(&text)?;
+    if let (Some(a), Some(b)) = (c0, c1) {
+        let requests = r.rps * wall.as_secs_f64();
+        r.cpu_us = b.saturating_sub(a) as f64 / 1000.0 / requests.max(1.0);
+    }
+    Ok((r, cpu))
 }
 
 /// Sequential keep-alive requests on `conns` connections, each paced at one request per
@@ -217,6 +235,20 @@ impl Upstreams {
     }
 }
 
+/// Starts an orchestrator for the gateway runs: (process, port, viewer token).
+fn start_orchestrator(ctx: &Ctx, bin: &Path, dir: &Path, ups: &Upstreams) -> anyhow::Result<(Proc, u16, String)> {
+    std::fs::create_dir_all(dir)?;
+    let config = dir.join("orchestrator.toml");
+    std::fs::write(&config, ups.config())?;
+    let data_dir = dir.join("data");
+    let viewer = create_token(bin, &config, &data_dir, "bench-viewer", "viewer")?;
+    let port = free_port()?;
+    let mut cmd = ctx.command(ctx.sut_cpu(), bin);
+    cmd.arg("--config").arg(&config).arg("--bind").arg(format!("127.0.0.1:{port}")).arg("--data-dir").arg(&data_dir);
+    let proc = Proc::spawn("orchestrator", &mut cmd, &dir.join("orchestrator.log"))?;
+    Ok((proc, port, viewer))
+}
+
 /// Runs the suite.
 pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     ctx.tools.require(&["wrk", "nginx", "venv"])?;
@@ -238,24 +270,14 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let nginx = ctx.tools.nginx.clone().context("nginx missing")?;
     let mut cmd = ctx.command(ctx.sut_cpu(), nginx);
     cmd.arg("-c").arg(ngx_dir.join("nginx.conf")).arg("-p").arg(&ngx_dir);
-    let _nginx = Proc::spawn("nginx", &mut cmd, &ngx_dir.join("nginx.out"))?;
+    let nginx_proc = Proc::spawn("nginx", &mut cmd, &ngx_dir.join("nginx.out"))?;
 
-    // orchestrator
-    let orch_dir = dir.join("orchestrator");
-    std::fs::create_dir_all(&orch_dir)?;
-    let config = orch_dir.join("orchestrator.toml");
-    std::fs::write(&config, ups.config())?;
-    let data_dir = orch_dir.join("data");
-    let viewer = create_token(&ctx.orchestrator, &config, &data_dir, "bench-viewer", "viewer")?;
-    let orch_port = free_port()?;
-    let mut cmd = ctx.command(ctx.sut_cpu(), &ctx.orchestrator);
-    cmd.arg("--config")
-        .arg(&config)
-        .arg("--bind")
-        .arg(format!("127.0.0.1:{orch_port}"))
-        .arg("--data-dir")
-        .arg(&data_dir);
-    let orch = Proc::spawn("orchestrator", &mut cmd, &orch_dir.join("orchestrator.log"))?;
+    // orchestrator (and, for an A/B, a second binary with its own data directory)
+    let (orch, orch_port, viewer) = start_orchestrator(ctx, &ctx.orchestrator, &dir.join("orchestrator"), &ups)?;
+    let other = match ctx.opts.also_bin.clone() {
+        Some(bin) => Some(start_orchestrator(ctx, &bin, &dir.join("orchestrator-b"), &ups)?),
+        None => None,
+    };
 
     // FastAPI + httpx
     let fa_port = free_port()?;
@@ -265,49 +287,63 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         .arg(common::super_root().join("xtask/peers"))
         .args(["--host", "127.0.0.1", "--port", &fa_port.to_string(), "--workers", "1"])
         .env("UPSTREAM", format!("http://127.0.0.1:{up}"));
-    let _fastapi = Proc::spawn("fastapi proxy", &mut cmd, &dir.join("fastapi.log"))?;
+    let fastapi = Proc::spawn("fastapi proxy", &mut cmd, &dir.join("fastapi.log"))?;
 
     let auth = format!("Bearer {viewer}");
     let auth_h = [("Authorization", auth.as_str())];
     let orch_path = format!("/api{PATH}");
-    for (what, port, path, hs) in [
+    let auth_b = other.as_ref().map(|o| format!("Bearer {}", o.2)).unwrap_or_default();
+    let auth_hb = [("Authorization", auth_b.as_str())];
+    let mut ready = vec![
         ("nginx", ngx_port, PATH, &[][..]),
         ("orchestrator", orch_port, orch_path.as_str(), &auth_h[..]),
         ("FastAPI proxy", fa_port, "/api/ticks/latest?symbol=EURUSD", &[][..]),
-    ] {
+    ];
+    if let Some(o) = &other {
+        ready.push(("second orchestrator", o.1, orch_path.as_str(), &auth_hb[..]));
+    }
+    for (what, port, path, hs) in ready {
         wait_for(&format!("{what} to forward"), Duration::from_secs(30), Duration::from_millis(50), || {
             ok_200(local(port), path, hs)
         })?;
     }
 
     let auth_header = vec![format!("Authorization: Bearer {viewer}")];
-    let targets: Vec<(&str, String, Vec<String>)> = vec![
-        ("direct (upstream alone)", format!("http://127.0.0.1:{up}{PATH}"), vec![]),
-        ("nginx (1 worker, keepalive)", format!("http://127.0.0.1:{ngx_port}{PATH}"), vec![]),
-        ("orchestrator", format!("http://127.0.0.1:{orch_port}/api{PATH}"), auth_header.clone()),
-        ("FastAPI + uvicorn + httpx", format!("http://127.0.0.1:{fa_port}/api{PATH}"), vec![]),
+    let mut targets: Vec<(String, String, Vec<String>, u32)> = vec![
+        ("direct (upstream alone)".into(), format!("http://127.0.0.1:{up}{PATH}"), vec![], up_pid),
+        ("nginx (1 worker, keepalive)".into(), format!("http://127.0.0.1:{ngx_port}{PATH}"), vec![], nginx_proc.pid()),
+        ("orchestrator".into(), format!("http://127.0.0.1:{orch_port}/api{PATH}"), auth_header.clone(), orch.pid()),
+        ("FastAPI + uvicorn + httpx".into(), format!("http://127.0.0.1:{fa_port}/api{PATH}"), vec![], fastapi.pid()),
     ];
+    if let (Some(o), Some(bin)) = (&other, &ctx.opts.also_bin) {
+        targets.push((
+            format!("orchestrator B (`{}`)", bin.display()),
+            format!("http://127.0.0.1:{}/api{PATH}", o.1),
+            vec![format!("Authorization: Bearer {}", o.2)],
+            o.0.pid(),
+        ));
+    }
     let conns_list = [50usize, 200];
     // results[target][conns] = runs
     let mut results: Vec<Vec<Vec<(WrkResult, String)>>> = vec![vec![Vec::new(); conns_list.len()]; targets.len()];
     ctx.note("warming up");
-    for (i, (_, url, hs)) in targets.iter().enumerate() {
+    for (i, (_, url, hs, _)) in targets.iter().enumerate() {
         if i == 0 {
             repin(ctx, up_pid, ctx.sut_cpu());
         }
-        wrk(ctx, url, 50, 1, hs)?;
+        wrk(ctx, url, 50, 1, hs, None)?;
         if i == 0 {
             repin(ctx, up_pid, ctx.load_cpu());
         }
     }
     for round in 0..rounds {
         for (ci, conns) in conns_list.iter().enumerate() {
-            for (ti, (name, url, hs)) in targets.iter().enumerate() {
+            for (ti, (name, url, hs, pgid)) in targets.iter().enumerate() {
                 ctx.note(&format!("round {}/{rounds}: {name}, {conns} connections", round + 1));
                 if ti == 0 {
                     repin(ctx, up_pid, ctx.sut_cpu());
                 }
-                let r = wrk(ctx, url, *conns, secs, hs);
+                let r = wrk(ctx, url, *conns, secs, hs, Some(*pgid));
                 if ti == 0 {
                     repin(ctx, up_pid, ctx.load_cpu());
                 }
@@ -324,24 +360,27 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
          to a file, as it does by default (nginx access_log, the orchestrator's `access` log at info, uvicorn's access log). \
          The orchestrator is given a viewer token: auth, query validation (symbol in the `symbols` setting) and the envelope are on.\n"
     ));
-    ctx.line("| path | conns | req/s | p50 ms | p99 ms | errors | CPU busy (last round) |");
-    ctx.line("|---|---:|---:|---:|---:|---:|---|");
+    ctx.line("| path | conns | req/s | p50 ms | p99 ms | server CPU µs/request | errors | CPU busy (last round) |");
+    ctx.line("|---|---:|---:|---:|---:|---:|---:|---|");
     let mut med = vec![vec![(0.0, 0.0); conns_list.len()]; targets.len()];
-    for (ti, (name, _, _)) in targets.iter().enumerate() {
+    for (ti, (name, _, _, _)) in targets.iter().enumerate() {
         for (ci, conns) in conns_list.iter().enumerate() {
             let runs = &results[ti][ci];
             let rps: Vec<f64> = runs.iter().map(|r| r.0.rps).collect();
             let p50: Vec<f64> = runs.iter().map(|r| r.0.p50_ms).collect();
             let p99: Vec<f64> = runs.iter().map(|r| r.0.p99_ms).collect();
             let bad: u64 = runs.iter().map(|r| r.0.bad).sum();
+            let cpu: Vec<f64> = runs.iter().map(|r| r.0.cpu_us).collect();
             med[ti][ci] = (median(&rps), median(&p99));
             ctx.line(&format!(
-                "| {name} | {conns} | {:.0} [{}] | {:.2} | {:.2} [{}] | {bad} | {} |",
+                "| {name} | {conns} | {:.0} [{}] | {:.2} | {:.2} [{}] | {:.1} [{}] | {bad} | {} |",
                 median(&rps),
                 range(&rps, 0),
                 median(&p50),
                 median(&p99),
                 range(&p99, 2),
+                median(&cpu),
+                range(&cpu, 1),
                 runs.last().map(|r| r.1.as_str()).unwrap_or("")
             ));
         }
@@ -363,9 +402,20 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let hdr = vec![("Authorization".to_owned(), format!("Bearer {viewer}"))];
     ctx.note("GET /api/health latency");
     let (h, h_bad) = probe(orch_addr, "/api/health", &[], 4, Duration::from_millis(2), probe_secs);
-    let (hw, _) = wrk(ctx, &format!("http://127.0.0.1:{orch_port}/api/health"), 50, secs, &[])?;
+    let (hw, _) = wrk(ctx, &format!("http://127.0.0.1:{orch_port}/api/health"), 50, secs, &[], Some(orch.pid()))?;
     ctx.note("GET /api/dashboard latency, healthy");
     let (d, d_bad) = probe(orch_addr, "/api/dashboard", &hdr, 4, Duration::from_millis(10), probe_secs);
+    ctx.note("the dashboard's parts directly on their services");
+    let mut parts = Vec::new();
+    for (label, port, path) in [
+        ("mt5 `GET /account`", ups.ports[1], "/account"),
+        ("mt5 `GET /positions`", ups.ports[1], "/positions"),
+        ("strategy `GET /strategies`", ups.ports[2], "/strategies"),
+        ("pattern `GET /patterns/latest`", ups.ports[3], "/patterns/latest"),
+    ] {
+        let (l, bad) = probe(local(port), path, &[], 4, Duration::from_millis(10), probe_secs.min(3.0));
+        parts.push((label, l, bad));
+    }
     let mut ups = ups;
     // One service hung: its routes never answer in time, its health stays fine (so it stays online).
     let pattern_port = ups.ports[3];
@@ -403,6 +453,7 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let (dh2, dh2_bad) = probe(orch_addr, "/api/dashboard", &hdr, 4, Duration::from_millis(10), probe_secs);
     drop(hung2);
     drop(orch);
+    drop(other);
 
     let row = |ctx: &mut Ctx, what: &str, s: &[f64], bad: usize, target: &str, limit: f64| {
         let sum = Summary::of(s);
@@ -424,6 +475,13 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     ctx.line("|---|---:|---:|---:|---:|---:|---|");
     row(ctx, "`GET /api/health`", &h, h_bad, "p99 < 1 ms", 1.0);
     row(ctx, "`GET /api/dashboard`, all healthy", &d, d_bad, "p99 < 10 ms", 10.0);
+    for (label, l, bad) in &parts {
+        let sum = Summary::of(l);
+        ctx.line(&format!(
+            "| part alone: {label} on the simulator | {} | {:.3} | {:.3} | {:.3} | {bad} | (the floor of the dashboard) |",
+            sum.n, sum.p50, sum.p99, sum.max
+        ));
+    }
     row(ctx, "`GET /api/dashboard`, pattern hung (routes never answer, health ok)", &dh, dh_bad, "p99 < 15 ms", 15.0);
     row(
         ctx,
@@ -434,8 +492,8 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         15.0,
     );
     ctx.line(&format!(
-        "\n`GET /api/health` saturated by wrk at 50 connections: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms.",
-        hw.rps, hw.p50_ms, hw.p99_ms
+        "\n`GET /api/health` saturated by wrk at 50 connections: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {:.1} µs of orchestrator CPU per request.",
+        hw.rps, hw.p50_ms, hw.p99_ms, hw.cpu_us
     ));
     Ok(())
 }

@@ -2,14 +2,15 @@
 //! minimal FastAPI/uvicorn broadcaster: idle RSS and CPU, event-in → frame-out latency at 100 and
 //! 1 000 clients with 100 ticks/s, and 5 000 clients held (RSS, every client still receiving).
 //!
-//! Receivers are threads of this process (one per socket, std TCP and the minimal client of
-//! `ws.rs`), pinned to the load CPU with the publisher; the server runs alone on the other CPU.
+//! Receivers live in this process: handshakes on a few threads (std TCP and the minimal client
+//! of `ws.rs`), then one thread polls every socket with poll(2); it shares the load CPU with the
+//! publisher, and the server runs alone on the other CPU.
 //! The publisher POSTs one tick per 10 ms carrying its send time (`sent_us`, the realtime clock);
 //! each receiver subtracts it from the time its read returned.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,7 +20,8 @@ use anyhow::{Context, bail};
 use super::common::{self, Ctx, Proc, cpu_ns, create_token, free_port, local, rss_kib, unix_micros, wait_for};
 use super::http::{Conn, get_once};
 use super::stats::Summary;
-use super::ws::{Frame, WsClient, json_u64};
+use super::sys;
+use super::ws::{Frame, WsClient, encode_frame, json_u64, parse_frame};
 
 const TOPIC: &str = "tick:BENCH";
 
@@ -39,106 +41,191 @@ struct Server {
 struct ClientOut {
     /// (send time µs, latency µs) per frame carrying a send time.
     samples: Vec<(u64, u32)>,
+    /// The close code the server sent, if it closed.
     close: Option<u16>,
-    error: Option<String>,
 }
 
-fn client(
-    addr: SocketAddr,
-    token: String,
-    ready: Arc<AtomicUsize>,
-    socks: mpsc::Sender<TcpStream>,
-    seed: u32,
-) -> ClientOut {
-    let mut out = ClientOut::default();
-    let run = |out: &mut ClientOut| -> std::io::Result<()> {
-        let mut ws = WsClient::connect(addr, "/ws", Duration::from_secs(20), seed)?;
-        let _ = socks.send(ws.socket()?);
-        ws.send_text(&format!(r#"{{"id":1,"type":"auth","token":"{token}"}}"#))?;
-        ws.expect_text("auth_ok")?;
-        ws.send_text(&format!(r#"{{"id":2,"type":"subscribe","topics":["{TOPIC}"]}}"#))?;
-        ws.expect_text("subscribed")?;
-        ready.fetch_add(1, Ordering::SeqCst);
-        ws.set_read_timeout(None)?;
-        loop {
-            match ws.recv()? {
-                Some(Frame::Text(t)) => {
-                    let now = unix_micros();
-                    if let Some(sent) = json_u64(&t, "sent_us") {
-                        out.samples.push((sent, u32::try_from(now.saturating_sub(sent)).unwrap_or(u32::MAX)));
+/// Connects one client and takes it through `auth` and `subscribe`.
+fn setup(addr: SocketAddr, token: &str, seed: u32) -> std::io::Result<WsClient> {
+    let mut ws = WsClient::connect(addr, "/ws", Duration::from_secs(20), seed)?;
+    ws.send_text(&format!(r#"{{"id":1,"type":"auth","token":"{token}"}}"#))?;
+    ws.expect_text("auth_ok")?;
+    ws.send_text(&format!(r#"{{"id":2,"type":"subscribe","topics":["{TOPIC}"]}}"#))?;
+    ws.expect_text("subscribed")?;
+    Ok(ws)
+}
+
+/// One receiving socket of the poller.
+struct Slot {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    out: ClientOut,
+    mask: [u8; 4],
+}
+
+/// The receivers: one thread polls every socket (poll(2), non-blocking reads), stamps each read
+/// with the realtime clock and answers pings.
+fn poll_loop(mut slots: Vec<Slot>, stop: Arc<AtomicBool>) -> Vec<ClientOut> {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let mut fds: Vec<sys::PollFd> = slots.iter().map(|s| sys::readable(s.stream.as_raw_fd())).collect();
+    let mut chunk = vec![0u8; 64 * 1024];
+    while !stop.load(Ordering::SeqCst) {
+        match sys::poll(&mut fds, 50) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+        for (fd, slot) in fds.iter_mut().zip(slots.iter_mut()) {
+            if fd.fd < 0 || !sys::ready(fd) {
+                continue;
+            }
+            let mut done = false;
+            loop {
+                match slot.stream.read(&mut chunk) {
+                    Ok(0) => {
+                        done = true;
+                        break;
+                    }
+                    Ok(k) => {
+                        let now = unix_micros();
+                        slot.buf.extend_from_slice(&chunk[..k]);
+                        loop {
+                            match parse_frame(&mut slot.buf) {
+                                Ok(Some(Frame::Text(t))) => {
+                                    if let Some(sent) = json_u64(&t, "sent_us") {
+                                        let lat = u32::try_from(now.saturating_sub(sent)).unwrap_or(u32::MAX);
+                                        slot.out.samples.push((sent, lat));
+                                    }
+                                }
+                                Ok(Some(Frame::Ping(p))) => {
+                                    let _ = slot.stream.write_all(&encode_frame(0xA, &p, slot.mask));
+                                }
+                                Ok(Some(Frame::Close(code))) => {
+                                    slot.out.close = Some(code);
+                                    done = true;
+                                    break;
+                                }
+                                Ok(Some(Frame::Other)) => {}
+                                Ok(None) => break,
+                                Err(_) => {
+                                    done = true;
+                                    break;
+                                }
+                            }
+                        }
+                        if done || k < chunk.len() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        done = true;
+                        break;
                     }
                 }
-                Some(Frame::Ping(p)) => ws.send_pong(&p)?,
-                Some(Frame::Close(code)) => {
-                    out.close = Some(code);
-                    let _ = ws.send_close();
-                    return Ok(());
-                }
-                Some(Frame::Other) => {}
-                None => return Ok(()),
+            }
+            if done {
+                fd.fd = -1;
             }
         }
-    };
-    if let Err(e) = run(&mut out) {
-        out.error = Some(e.to_string());
     }
-    out
+    slots.into_iter().map(|s| s.out).collect()
 }
 
-/// A crowd of receivers.
+/// A crowd of subscribed receivers.
 struct Crowd {
-    handles: Vec<JoinHandle<ClientOut>>,
-    socks: mpsc::Receiver<TcpStream>,
-    ready: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    poller: JoinHandle<Vec<ClientOut>>,
+    subscribed: usize,
 }
 
 impl Crowd {
-    /// Connects `n` clients in waves; returns once all are subscribed or after `timeout`.
+    /// Connects `n` clients (16 threads doing handshakes, auth and subscribe), then hands every
+    /// socket to the poller thread.
     fn connect(ctx: &Ctx, server: &Server, n: usize, timeout: Duration) -> anyhow::Result<Crowd> {
-        let (tx, rx) = mpsc::channel();
-        let ready = Arc::new(AtomicUsize::new(0));
-        let mut handles = Vec::with_capacity(n);
-        let deadline = Instant::now() + timeout;
-        let wave = 250;
-        for i in 0..n {
-            let (addr, token, r, t) = (server.addr, server.viewer.clone(), ready.clone(), tx.clone());
-            let h = std::thread::Builder::new()
-                .stack_size(256 * 1024)
-                .spawn(move || client(addr, token, r, t, 0x9E37_79B9 ^ (i as u32).wrapping_mul(2_654_435_761)))
-                .context("spawning a client thread (raise ulimit -u?)")?;
-            handles.push(h);
-            if (i + 1) % wave == 0 || i + 1 == n {
-                let target = i + 1;
-                while ready.load(Ordering::SeqCst) < target && Instant::now() < deadline {
-                    if handles.iter().filter(|h| h.is_finished()).count() + ready.load(Ordering::SeqCst) >= target {
-                        break;
+        let next = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel::<Result<WsClient, String>>();
+        let workers: Vec<JoinHandle<()>> = (0..16.min(n))
+            .map(|_| {
+                let (next, tx, addr, token) = (next.clone(), tx.clone(), server.addr, server.viewer.clone());
+                std::thread::spawn(move || {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        if i >= n {
+                            break;
+                        }
+                        let seed = 0x9E37_79B9 ^ (i as u32).wrapping_mul(2_654_435_761);
+                        if tx.send(setup(addr, &token, seed).map_err(|e| e.to_string())).is_err() {
+                            break;
+                        }
                     }
-                    std::thread::sleep(Duration::from_millis(5));
+                })
+            })
+            .collect();
+        drop(tx);
+        let deadline = Instant::now() + timeout;
+        let mut clients = Vec::with_capacity(n);
+        let mut first_error = None;
+        let mut errors = 0;
+        while clients.len() + errors < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Ok(c)) => clients.push(c),
+                Ok(Err(e)) => {
+                    errors += 1;
+                    first_error.get_or_insert(e);
                 }
+                Err(_) => break,
             }
         }
-        let got = ready.load(Ordering::SeqCst);
-        if got < n {
-            ctx.note(&format!("{}: only {got} of {n} clients subscribed", server.name));
+        // Stop handing out work; a worker stuck in a connect ends by its own timeout.
+        next.store(n, Ordering::SeqCst);
+        for w in workers {
+            let _ = w.join();
         }
-        Ok(Crowd { handles, socks: rx, ready })
+        let subscribed = clients.len();
+        if subscribed < n {
+            ctx.note(&format!(
+                "{}: only {subscribed} of {n} clients subscribed ({errors} failed, first: {})",
+                server.name,
+                first_error.as_deref().unwrap_or("timeout")
+            ));
+        }
+        let mut slots = Vec::with_capacity(subscribed);
+        for (i, c) in clients.into_iter().enumerate() {
+            let (stream, buf) = c.into_parts();
+            stream.set_nonblocking(true)?;
+            slots.push(Slot {
+                stream,
+                buf,
+                out: ClientOut::default(),
+                mask: (i as u32 | 1).wrapping_mul(0x0101_0101).to_le_bytes(),
+            });
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let poller = std::thread::Builder::new()
+            .name("receivers".into())
+            .spawn(move || poll_loop(slots, flag))
+            .context("spawning the receiver thread")?;
+        Ok(Crowd { stop, poller, subscribed })
     }
 
     fn subscribed(&self) -> usize {
-        self.ready.load(Ordering::SeqCst)
+        self.subscribed
     }
 
-    /// Shuts every socket down and collects what the receivers saw.
+    /// Stops the poller and collects what the receivers saw (dropping the sockets closes them).
     fn finish(self) -> Vec<ClientOut> {
-        while let Ok(s) = self.socks.try_recv() {
-            let _ = s.shutdown(std::net::Shutdown::Both);
-        }
-        self.handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        self.stop.store(true, Ordering::SeqCst);
+        self.poller.join().unwrap_or_default()
     }
 }
 
-/// Publishes one tick per `period` for `secs`; returns (sent, errors).
-fn publish(server: &Server, period: Duration, secs: f64, first_i: u64) -> anyhow::Result<(u64, u64)> {
+/// Publishes one tick per `period` for `secs`; returns (sent, errors, round-trip times in ms).
+fn publish(server: &Server, period: Duration, secs: f64, first_i: u64) -> anyhow::Result<(u64, u64, Vec<f64>)> {
     let mut conn = Conn::connect(server.addr, Duration::from_secs(10)).context("publisher connect")?;
     let auth = server.service.as_ref().map(|t| format!("Bearer {t}"));
     let mut headers = vec![("Content-Type", "application/json")];
@@ -148,14 +235,19 @@ fn publish(server: &Server, period: Duration, secs: f64, first_i: u64) -> anyhow
     let stop = Instant::now() + Duration::from_secs_f64(secs);
     let mut next = Instant::now();
     let (mut sent, mut errors) = (0u64, 0u64);
+    let mut rtt = Vec::new();
     let mut i = first_i;
     while Instant::now() < stop {
         let body = format!(
             r#"[{{"type":"tick","topic":"{TOPIC}","data":{{"symbol":"BENCH","bid":1.1,"ask":1.2,"bench_i":{i},"sent_us":{}}}}}]"#,
             unix_micros()
         );
+        let t0 = Instant::now();
         match conn.request("POST", server.events_path, &headers, body.as_bytes()) {
-            Ok(r) if r.status == 200 => sent += 1,
+            Ok(r) if r.status == 200 => {
+                sent += 1;
+                rtt.push(common::ms(t0.elapsed()));
+            }
             Ok(_) => errors += 1,
             Err(_) => {
                 errors += 1;
@@ -171,7 +263,7 @@ fn publish(server: &Server, period: Duration, secs: f64, first_i: u64) -> anyhow
             next = now;
         }
     }
-    Ok((sent, errors))
+    Ok((sent, errors, rtt))
 }
 
 /// CPU% of one core used by `pid` while `f` runs, and `f`'s result.
@@ -192,6 +284,8 @@ struct LatencyRow {
     receiver_cpu: f64,
     rss_kib: Option<u64>,
     closed: usize,
+    post: Summary,
+    machine: String,
 }
 
 fn latency_run(ctx: &Ctx, server: &Server, n: usize, secs: f64) -> anyhow::Result<LatencyRow> {
@@ -201,10 +295,12 @@ fn latency_run(ctx: &Ctx, server: &Server, n: usize, secs: f64) -> anyhow::Resul
     publish(server, Duration::from_millis(10), 1.0, 0)?;
     let from = unix_micros();
     let me = std::process::id();
+    let machine = common::CpuSampler::start();
     let (receiver_cpu, (server_cpu, res)) = cpu_during(me, || {
         cpu_during(server.proc.pid(), || publish(server, Duration::from_millis(10), secs, 1_000_000))
     });
-    let (sent, _errors) = res?;
+    let machine = machine.finish();
+    let (sent, _errors, rtt) = res?;
     let until = unix_micros();
     std::thread::sleep(Duration::from_millis(1500));
     let rss = rss_kib(server.proc.pid());
@@ -225,6 +321,8 @@ fn latency_run(ctx: &Ctx, server: &Server, n: usize, secs: f64) -> anyhow::Resul
         receiver_cpu,
         rss_kib: rss,
         closed,
+        post: Summary::of(&rtt),
+        machine,
     })
 }
 
@@ -242,7 +340,7 @@ fn hold_run(ctx: &Ctx, server: &Server, n: usize) -> anyhow::Result<HoldRow> {
     let connect_secs = t0.elapsed().as_secs_f64();
     let subscribed = crowd.subscribed();
     let from = unix_micros();
-    let (sent, _) = publish(server, Duration::from_secs(1), 5.0, 2_000_000)?;
+    let (sent, _, _) = publish(server, Duration::from_secs(1), 5.0, 2_000_000)?;
     let until = unix_micros();
     std::thread::sleep(Duration::from_secs(2));
     let rss = rss_kib(server.proc.pid());
@@ -372,18 +470,18 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
 
     ctx.line(&format!(
         "\n## Hub: WebSocket fan-out\n\n`cargo xtask bench hub` — the server alone on one CPU; publisher and receivers (one \
-         thread per socket in the xtask process, std TCP, a minimal RFC 6455 client) on the other. Ticks are POSTed one \
+         thread in the xtask process polling every socket with poll(2), a minimal RFC 6455 client) on the other. Ticks are POSTed one \
          per 10 ms (`POST /api/events` with a service token; `/events` on the peer) carrying their send time; latency = \
          receive time − send time, so it includes the HTTP ingest. {secs:.0} s measured after a 1 s warm-up. The FastAPI \
          peer is `xtask/peers/fastapi_broadcaster.py` (uvicorn, 1 worker, access log off): the FastAPI docs' \
          ConnectionManager loop, no auth check, no topics, no queues.\n"
     ));
-    ctx.line("| server | clients | ticks/s achieved | p50 ms | p99 ms | max ms | delivered | server CPU | receivers' CPU | RSS MB | closed |");
-    ctx.line("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    ctx.line("| server | clients | ticks/s achieved | p50 ms | p99 ms | max ms | delivered | POST p50/p99 ms | server CPU | receivers' CPU | RSS MB | closed | CPUs busy |");
+    ctx.line("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for (which, _, _, rows, _) in &results {
         for r in rows {
             ctx.line(&format!(
-                "| {which} | {}{} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} % | {:.0} % | {:.0} % | {} | {} |",
+                "| {which} | {}{} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} % | {:.2} / {:.2} | {:.0} % | {:.0} % | {} | {} | {} |",
                 r.clients,
                 if r.subscribed < r.clients { format!(" ({} subscribed)", r.subscribed) } else { String::new() },
                 r.rate,
@@ -391,10 +489,13 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
                 r.summary.p99,
                 r.summary.max,
                 r.delivered,
+                r.post.p50,
+                r.post.p99,
                 r.server_cpu,
                 r.receiver_cpu,
                 mb(r.rss_kib),
-                r.closed
+                r.closed,
+                r.machine
             ));
         }
     }

@@ -14,8 +14,8 @@ use super::common::{self, Ctx, Proc, free_port, kill9, listener_pid, local, rss_
 use super::http::get_once;
 use super::stats::Summary;
 
-/// The outside poller's period.
-const POLL: Duration = Duration::from_millis(10);
+/// The outside poller's default period.
+const POLL_MS: u64 = 10;
 /// Healthy uptime before the next kill: every kill is the first failure of a sequence for every
 /// supervisor (supervisord's `startsecs` is 1 s; the orchestrator's config below resets after 1 s).
 const SETTLE: Duration = Duration::from_millis(1500);
@@ -44,7 +44,7 @@ fn healthy_body(port: u16) -> Option<Vec<u8>> {
 
 /// Polls every [`POLL`] from `t0` until the health endpoint answers 200 with a body other than
 /// `old`; the elapsed time in ms, or `None` after [`GIVE_UP`].
-fn poll_until_healthy(port: u16, t0: Instant, old: Option<&[u8]>) -> Option<f64> {
+fn poll_until_healthy(port: u16, t0: Instant, old: Option<&[u8]>, poll: Duration) -> Option<f64> {
     let mut k = 0u32;
     loop {
         if let Some(body) = healthy_body(port)
@@ -56,15 +56,19 @@ fn poll_until_healthy(port: u16, t0: Instant, old: Option<&[u8]>) -> Option<f64>
             return None;
         }
         k += 1;
-        let next = t0 + POLL * k;
+        let next = t0 + poll * k;
         let now = Instant::now();
         if next > now {
             std::thread::sleep(next - now);
         } else {
             // The attempt overran its slot: keep the 10 ms grid.
-            k = u32::try_from(t0.elapsed().as_millis() / POLL.as_millis()).unwrap_or(k);
+            k = u32::try_from(t0.elapsed().as_micros() / poll.as_micros().max(1)).unwrap_or(k);
         }
     }
+}
+
+fn poll_period(ctx: &Ctx) -> Duration {
+    Duration::from_millis(ctx.opts.poll_ms.unwrap_or(POLL_MS).max(1))
 }
 
 /// `kills` times: wait for stable health, kill -9 whoever listens on the port, time the restart.
@@ -87,7 +91,7 @@ fn kill_loop(ctx: &Ctx, who: &str, port: u16, kills: usize) -> anyhow::Result<Ve
             })?;
         let t0 = Instant::now();
         kill9(pid)?;
-        match poll_until_healthy(port, t0, Some(&old)) {
+        match poll_until_healthy(port, t0, Some(&old), poll_period(ctx)) {
             Some(ms) => out.push(ms),
             None => {
                 ctx.note(&format!("{who}: no restart within {GIVE_UP:?} after kill {i}"));
@@ -109,7 +113,7 @@ fn floor(ctx: &Ctx, svc: &Service, dir: &Path, n: usize) -> anyhow::Result<Vec<f
         })?;
         let t0 = Instant::now();
         let mut p = Proc::spawn("floor", Command::new(&argv[0]).args(&argv[1..]), &dir.join("floor.log"))?;
-        match poll_until_healthy(port, t0, None) {
+        match poll_until_healthy(port, t0, None, poll_period(ctx)) {
             Some(ms) => out.push(ms),
             None => {
                 ctx.note(&format!("floor: not healthy within {GIVE_UP:?} (run {i})"));
@@ -241,6 +245,7 @@ fn under_pm2(ctx: &Ctx, svc: &Service, dir: &Path, kills: usize) -> anyhow::Resu
 /// Runs the suite.
 pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     ctx.tools.require(&["supervisord", "pm2", "python3"])?;
+    common::pin_self(ctx, None);
     let kills = ctx.opts.repeat.unwrap_or(if ctx.opts.quick { 5 } else { 20 });
     let python = ctx.tools.service_python().context("python3 missing")?;
     let peers = common::super_root().join("xtask/peers");
@@ -258,9 +263,10 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     ];
     ctx.line(&format!(
         "\n## Supervisor: kill -9 → healthy again\n\n`cargo xtask bench supervisor` — {kills} kills per row, an outside poller \
-         GETs `/health` every 10 ms (a new connection each time) and stops at the first 200 from a *new* instance; \
-         timing starts just before `kill -s KILL` is spawned. A {} ms healthy pause precedes every kill, so each one is \
+         GETs `/health` every {} ms (a new connection each time) and stops at the first 200 from a *new* instance; \
+         timing starts just before `kill(pid, SIGKILL)`. A {} ms healthy pause precedes every kill, so each one is \
          a first failure for every supervisor. Floor = spawning the command ourselves and polling the same way. No CPU pinning.\n",
+        poll_period(ctx).as_millis(),
         SETTLE.as_millis()
     ));
     let mut all_ok = true;

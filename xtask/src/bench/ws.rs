@@ -61,14 +61,9 @@ impl WsClient {
         Ok(WsClient { stream, buf, mask_state: seed | 1 })
     }
 
-    /// A clone of the socket (to shut it down from another thread).
-    pub fn socket(&self) -> io::Result<TcpStream> {
-        self.stream.try_clone()
-    }
-
-    /// Sets the read timeout (`None` blocks).
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.stream.set_read_timeout(t)
+    /// The socket and whatever was read past the last frame.
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.buf)
     }
 
     fn next_mask(&mut self) -> [u8; 4] {
@@ -82,22 +77,8 @@ impl WsClient {
     }
 
     fn send(&mut self, opcode: u8, payload: &[u8]) -> io::Result<()> {
-        let mut out = Vec::with_capacity(payload.len() + 14);
-        out.push(0x80 | opcode);
-        let len = payload.len();
-        if len < 126 {
-            out.push(0x80 | len as u8);
-        } else if len <= 0xFFFF {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
         let mask = self.next_mask();
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.stream.write_all(&out)
+        self.stream.write_all(&encode_frame(opcode, payload, mask))
     }
 
     /// Sends a text frame.
@@ -110,58 +91,10 @@ impl WsClient {
         self.send(0xA, payload)
     }
 
-    /// Sends a close frame (1000).
-    pub fn send_close(&mut self) -> io::Result<()> {
-        self.send(0x8, &1000u16.to_be_bytes())
-    }
-
-    /// Parses one complete frame from the buffer, if there is one.
-    fn parse(&mut self) -> io::Result<Option<Frame>> {
-        let b = &self.buf;
-        if b.len() < 2 {
-            return Ok(None);
-        }
-        let opcode = b[0] & 0x0F;
-        let masked = b[1] & 0x80 != 0;
-        let (len, mut at) = match b[1] & 0x7F {
-            126 if b.len() >= 4 => (usize::from(u16::from_be_bytes([b[2], b[3]])), 4),
-            127 if b.len() >= 10 => {
-                let mut l = [0u8; 8];
-                l.copy_from_slice(&b[2..10]);
-                (usize::try_from(u64::from_be_bytes(l)).map_err(|_| bad("frame too large"))?, 10)
-            }
-            126 | 127 => return Ok(None),
-            n => (usize::from(n), 2),
-        };
-        let mut mask = None;
-        if masked {
-            if b.len() < at + 4 {
-                return Ok(None);
-            }
-            mask = Some([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-            at += 4;
-        }
-        if b.len() < at + len {
-            return Ok(None);
-        }
-        let mut payload: Vec<u8> = self.buf.drain(..at + len).skip(at).collect();
-        if let Some(m) = mask {
-            for (i, byte) in payload.iter_mut().enumerate() {
-                *byte ^= m[i % 4];
-            }
-        }
-        Ok(Some(match opcode {
-            0x1 => Frame::Text(String::from_utf8(payload).map_err(|_| bad("text frame is not UTF-8"))?),
-            0x8 => Frame::Close(if payload.len() >= 2 { u16::from_be_bytes([payload[0], payload[1]]) } else { 0 }),
-            0x9 => Frame::Ping(payload),
-            _ => Frame::Other,
-        }))
-    }
-
     /// Reads the next frame (blocking up to the read timeout). `Ok(None)` at end of stream.
     pub fn recv(&mut self) -> io::Result<Option<Frame>> {
         loop {
-            if let Some(f) = self.parse()? {
+            if let Some(f) = parse_frame(&mut self.buf)? {
                 return Ok(Some(f));
             }
             let mut chunk = [0u8; 16384];
@@ -190,6 +123,68 @@ impl WsClient {
             }
         }
     }
+}
+
+/// A masked client frame.
+pub fn encode_frame(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    out.push(0x80 | opcode);
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= 0xFFFF {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// Takes one complete frame off the front of `buf`, if there is one.
+pub fn parse_frame(buf: &mut Vec<u8>) -> io::Result<Option<Frame>> {
+    let b = &*buf;
+    if b.len() < 2 {
+        return Ok(None);
+    }
+    let opcode = b[0] & 0x0F;
+    let masked = b[1] & 0x80 != 0;
+    let (len, mut at) = match b[1] & 0x7F {
+        126 if b.len() >= 4 => (usize::from(u16::from_be_bytes([b[2], b[3]])), 4),
+        127 if b.len() >= 10 => {
+            let mut l = [0u8; 8];
+            l.copy_from_slice(&b[2..10]);
+            (usize::try_from(u64::from_be_bytes(l)).map_err(|_| bad("frame too large"))?, 10)
+        }
+        126 | 127 => return Ok(None),
+        n => (usize::from(n), 2),
+    };
+    let mut mask = None;
+    if masked {
+        if b.len() < at + 4 {
+            return Ok(None);
+        }
+        mask = Some([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        at += 4;
+    }
+    if b.len() < at + len {
+        return Ok(None);
+    }
+    let mut payload: Vec<u8> = buf.drain(..at + len).skip(at).collect();
+    if let Some(m) = mask {
+        for (i, byte) in payload.iter_mut().enumerate() {
+            *byte ^= m[i % 4];
+        }
+    }
+    Ok(Some(match opcode {
+        0x1 => Frame::Text(String::from_utf8(payload).map_err(|_| bad("text frame is not UTF-8"))?),
+        0x8 => Frame::Close(if payload.len() >= 2 { u16::from_be_bytes([payload[0], payload[1]]) } else { 0 }),
+        0x9 => Frame::Ping(payload),
+        _ => Frame::Other,
+    }))
 }
 
 /// The unsigned integer after `"key":` in a JSON text (no full parse on the hot path).
