@@ -3,7 +3,7 @@
 //! 1 000 clients with 100 ticks/s, and 5 000 clients held (RSS, every client still receiving).
 //!
 //! Receivers live in this process: handshakes on a few threads (std TCP and the minimal client
-//! of `ws.rs`), then one thread polls every socket with poll(2); it shares the load CPU with the
+//! of `ws.rs`), then one thread waits on every socket with epoll; it shares the load CPU with the
 //! publisher, and the server runs alone on the other CPU.
 //! The publisher POSTs one tick per 10 ms carrying its send time (`sent_us`, the realtime clock);
 //! each receiver subtracts it from the time its read returned.
@@ -63,23 +63,27 @@ struct Slot {
     mask: [u8; 4],
 }
 
-/// The receivers: one thread polls every socket (poll(2), non-blocking reads), stamps each read
-/// with the realtime clock and answers pings.
+/// The receivers: one thread waits on every socket with epoll, reads the ready ones without
+/// blocking, stamps each read with the realtime clock and answers pings.
 fn poll_loop(mut slots: Vec<Slot>, stop: Arc<AtomicBool>) -> Vec<ClientOut> {
     use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
-    let mut fds: Vec<sys::PollFd> = slots.iter().map(|s| sys::readable(s.stream.as_raw_fd())).collect();
+    let Ok(mut epoll) = sys::Epoll::new(1024) else {
+        return slots.into_iter().map(|s| s.out).collect();
+    };
+    for (i, s) in slots.iter().enumerate() {
+        if epoll.add(s.stream.as_raw_fd(), i as u64).is_err() {
+            return slots.into_iter().map(|s| s.out).collect();
+        }
+    }
     let mut chunk = vec![0u8; 64 * 1024];
     while !stop.load(Ordering::SeqCst) {
-        match sys::poll(&mut fds, 50) {
-            Ok(0) => continue,
-            Ok(_) => {}
+        let ready = match epoll.wait(50) {
+            Ok(r) => r,
             Err(_) => break,
-        }
-        for (fd, slot) in fds.iter_mut().zip(slots.iter_mut()) {
-            if fd.fd < 0 || !sys::ready(fd) {
-                continue;
-            }
+        };
+        for token in ready {
+            let Some(slot) = usize::try_from(token).ok().and_then(|i| slots.get_mut(i)) else { continue };
             let mut done = false;
             loop {
                 match slot.stream.read(&mut chunk) {
@@ -127,7 +131,7 @@ fn poll_loop(mut slots: Vec<Slot>, stop: Arc<AtomicBool>) -> Vec<ClientOut> {
                 }
             }
             if done {
-                fd.fd = -1;
+                epoll.remove(slot.stream.as_raw_fd());
             }
         }
     }
@@ -470,7 +474,7 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
 
     ctx.line(&format!(
         "\n## Hub: WebSocket fan-out\n\n`cargo xtask bench hub` — the server alone on one CPU; publisher and receivers (one \
-         thread in the xtask process polling every socket with poll(2), a minimal RFC 6455 client) on the other. Ticks are POSTed one \
+         thread in the xtask process waiting on every socket with epoll, a minimal RFC 6455 client) on the other. Ticks are POSTed one \
          per 10 ms (`POST /api/events` with a service token; `/events` on the peer) carrying their send time; latency = \
          receive time − send time, so it includes the HTTP ingest. {secs:.0} s measured after a 1 s warm-up. The FastAPI \
          peer is `xtask/peers/fastapi_broadcaster.py` (uvicorn, 1 worker, access log off): the FastAPI docs' \

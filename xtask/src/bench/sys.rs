@@ -1,38 +1,64 @@
-//! The two system calls std does not offer, behind safe wrappers: `poll(2)` for the hub
-//! benchmark's receivers (one thread watches thousands of sockets) and `kill(2)` for the
-//! supervisor benchmark (so the timer starts at the signal, not at a fork of kill(1)).
+//! The system calls std does not offer, behind safe wrappers: `epoll(7)` for the hub
+//! benchmark's receivers (one thread watches thousands of sockets at a cost per ready socket,
+//! not per watched one) and `kill(2)` for the supervisor benchmark (so the timer starts at the
+//! signal, not at a fork of kill(1)).
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// One socket to watch for input.
-pub type PollFd = libc::pollfd;
-
-/// A slot watching `fd` for input (a negative fd is ignored by poll).
-pub fn readable(fd: RawFd) -> PollFd {
-    libc::pollfd { fd, events: libc::POLLIN, revents: 0 }
+/// An epoll instance (closed on drop).
+pub struct Epoll {
+    fd: OwnedFd,
+    events: Vec<libc::epoll_event>,
 }
 
-/// Whether the slot has input, a hang-up or an error.
-pub fn ready(p: &PollFd) -> bool {
-    p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
-}
-
-/// `poll(2)` over `fds` for at most `timeout_ms`; the number of ready slots.
-pub fn poll(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
-    let n = libc::nfds_t::try_from(fds.len()).map_err(|_| io::Error::other("too many sockets"))?;
-    // SAFETY: `fds` is a valid, exclusively borrowed slice of `pollfd` of length `n`; poll only
-    // writes the `revents` fields within it.
-    let r = unsafe { libc::poll(fds.as_mut_ptr(), n, timeout_ms) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(0);
+impl Epoll {
+    /// A new instance that reports at most `batch` ready sockets per wait.
+    pub fn new(batch: usize) -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes no pointers; a non-negative result is a new descriptor
+        // that nothing else owns, so OwnedFd may take it.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
         }
-        return Err(e);
+        // SAFETY: see above: `fd` is a fresh descriptor owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Epoll { fd, events: vec![libc::epoll_event { events: 0, u64: 0 }; batch.max(1)] })
     }
-    Ok(usize::try_from(r).unwrap_or(0))
+
+    /// Watches `fd` for input; `token` comes back from [`Epoll::wait`].
+    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32, u64: token };
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call.
+        let r = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Stops watching `fd`.
+    pub fn remove(&self, fd: RawFd) {
+        // SAFETY: a null event is allowed for EPOLL_CTL_DEL.
+        let _ = unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
+    }
+
+    /// Waits up to `timeout_ms` and returns the tokens of the ready sockets.
+    pub fn wait(&mut self, timeout_ms: i32) -> io::Result<Vec<u64>> {
+        let cap = i32::try_from(self.events.len()).unwrap_or(i32::MAX);
+        // SAFETY: `events` is a valid, exclusively borrowed buffer of `cap` epoll_event.
+        let n = unsafe { libc::epoll_wait(self.fd.as_raw_fd(), self.events.as_mut_ptr(), cap, timeout_ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(Vec::new());
+            }
+            return Err(e);
+        }
+        let n = usize::try_from(n).unwrap_or(0);
+        Ok(self.events[..n].iter().map(|e| e.u64).collect())
+    }
 }
 
 /// `kill(pid, SIGKILL)`.
