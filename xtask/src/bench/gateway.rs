@@ -333,9 +333,9 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         targets.insert(
             3,
             (
-            format!("orchestrator B (`{}`)", bin.display()),
-            format!("http://127.0.0.1:{}/api{PATH}", o.1),
-            vec![format!("Authorization: Bearer {}", o.2)],
+                format!("orchestrator B (`{}`)", bin.display()),
+                format!("http://127.0.0.1:{}/api{PATH}", o.1),
+                vec![format!("Authorization: Bearer {}", o.2)],
                 o.0.pid(),
             ),
         );
