@@ -422,6 +422,10 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     ctx.note("GET /api/health latency");
     let (h, h_bad) = probe(orch_addr, "/api/health", &[], 4, Duration::from_millis(2), probe_secs);
     let (hw, _) = wrk(ctx, &format!("http://127.0.0.1:{orch_port}/api/health"), 50, secs, &[], Some(orch.pid()))?;
+    let hw_b = match &other {
+        Some(o) => Some(wrk(ctx, &format!("http://127.0.0.1:{}/api/health", o.1), 50, secs, &[], Some(o.0.pid()))?.0),
+        None => None,
+    };
     ctx.note("GET /api/dashboard latency, healthy");
     let (d, d_bad) = probe(orch_addr, "/api/dashboard", &hdr, 4, Duration::from_millis(10), probe_secs);
     ctx.note("the dashboard's parts directly on their services");
@@ -514,6 +518,12 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         "\n`GET /api/health` saturated by wrk at 50 connections: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {:.1} µs of orchestrator CPU per request.",
         hw.rps, hw.p50_ms, hw.p99_ms, hw.cpu_us
     ));
+    if let Some(b) = hw_b {
+        ctx.line(&format!(
+            "The same for orchestrator B: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, {:.1} µs of CPU per request.",
+            b.rps, b.p50_ms, b.p99_ms, b.cpu_us
+        ));
+    }
     Ok(())
 }
 
