@@ -482,15 +482,6 @@ async fn a_thousand_concurrent_requests_all_succeed() {
 
 // ---------------------------------------------------------------------------------------------
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
 /// The next text frame as JSON, answering pings.
 async fn next_text<S>(ws: &mut S, i: usize) -> Value
 where

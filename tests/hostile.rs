@@ -732,15 +732,6 @@ fn frame_with(first: u8, masked: bool, declared: u64, payload: &[u8]) -> Vec<u8>
     out
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
 #[actix_rt::test]
 async fn websocket_garbage_at_the_frame_level_gets_close_codes_and_costs_nothing() {
     let app = TestApp::spawn_with_env(&Services::new().toml(false, "", |_| Vec::new()), FAST).await;

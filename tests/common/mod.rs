@@ -445,3 +445,13 @@ impl Api {
         r.data()["lines"].as_array().unwrap().iter().map(|l| l["line"].as_str().unwrap_or("").to_owned()).collect()
     }
 }
+
+/// Resident set size of a process in KiB (from /proc).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
