@@ -14,9 +14,24 @@ pub fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_orchestrator")
 }
 
-/// A port that was free a moment ago.
+/// A port no other caller in this process has been given, outside the kernel's ephemeral range
+/// (32768–60999 on Linux) so that no outgoing connection can take it before its server binds,
+/// and free when handed out. `bind("127.0.0.1:0")` alone can return one port twice to two
+/// parallel tests, or the gateway's own port as a service's.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "no free port left in {FIRST}..{}", FIRST + SPAN);
+        let port = u16::try_from(FIRST + (start + n) % SPAN).unwrap();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Polls `f` until it returns `Some` or the deadline passes.

@@ -62,16 +62,23 @@ function log(message) {
   process.stdout.write(`[e2e ${new Date().toISOString().slice(11, 23)}] ${message}\n`);
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
+// `count` distinct free ports: every listener stays open until all are known, so no port is
+// handed out twice.
+async function freePorts(count) {
+  const servers = [];
+  try {
+    for (let i = 0; i < count; i += 1) {
+      const server = net.createServer();
+      servers.push(server);
+      await new Promise((resolve, reject) => {
+        server.on('error', reject);
+        server.listen(0, '127.0.0.1', resolve);
+      });
+    }
+    return servers.map((server) => server.address().port);
+  } finally {
+    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(() => resolve()))));
+  }
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -290,8 +297,8 @@ async function main() {
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orchestrator-e2e-'));
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'orchestrator-e2e-chromium-'));
-  const ports = await Promise.all(ROLES.map(() => freePort()));
-  const orchestrator = new Orchestrator(dir, await freePort(), path.join(OUT, 'orchestrator.log'));
+  const [gatewayPort, ...ports] = await freePorts(ROLES.length + 1);
+  const orchestrator = new Orchestrator(dir, gatewayPort, path.join(OUT, 'orchestrator.log'));
   fs.writeFileSync(orchestrator.config, configToml(ports));
 
   let context = null;
