@@ -19,7 +19,8 @@ use crate::upstream::{self, Call, UpstreamReply};
 
 /// Registers the catch-all forwarding routes (after every gateway route).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/{resource}", web::to(forward)).route("/api/{resource}/{tail:.*}", web::to(forward));
+    // The usual shape first: a forwarded request runs one regular expression in the router.
+    cfg.route("/api/{resource}/{tail:.*}", web::to(forward)).route("/api/{resource}", web::to(forward));
 }
 
 /// Headers passed on to the service (everything else, hop-by-hop headers and the client's

@@ -64,7 +64,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let get_or_head = || guard::Any(guard::Get()).or(guard::Head());
     cfg.route("/", web::route().guard(get_or_head()).to(index))
-        .route("/assets/{file}", web::route().guard(get_or_head()).to(asset));
+        .service(web::scope("/assets").route("/{file}", web::route().guard(get_or_head()).to(asset)));
 }
 
 async fn index(req: HttpRequest) -> HttpResponse {

@@ -2,7 +2,7 @@
 //! retry of an idempotent GET that failed to connect, and the classification of failures into
 //! 503 / 504 / 502 problems that name the service.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::error::ParseError;
 use actix_web::http::{Method, StatusCode, header};
@@ -118,9 +118,14 @@ pub struct Call<'a> {
     pub timeout: Duration,
 }
 
-/// Sends the call; a GET that failed to connect is retried once within the same deadline.
+/// Sends the call; a GET that failed to connect is retried once within the same deadline. One
+/// timer covers the whole call (connect, request, answer and retry).
 pub async fn send(call: Call<'_>) -> Result<UpstreamReply, Failure> {
-    let deadline = Instant::now() + call.timeout;
+    let deadline = tokio::time::Instant::now() + call.timeout;
+    tokio::time::timeout_at(deadline, attempts(&call)).await.unwrap_or(Err(Failure::Timeout))
+}
+
+async fn attempts(call: &Call<'_>) -> Result<UpstreamReply, Failure> {
     let (host, port, path) = (&call.service.host, call.service.port, call.path_and_query);
     let url = if host.contains(':') {
         format!("http://[{host}]:{port}{path}")
@@ -130,11 +135,7 @@ pub async fn send(call: Call<'_>) -> Result<UpstreamReply, Failure> {
     let retries = if call.method == Method::GET { 1 } else { 0 };
     let mut attempt = 0;
     loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(Failure::Timeout);
-        }
-        let mut req = client().request(call.method.clone(), &url).timeout(remaining);
+        let mut req = client().request(call.method.clone(), &url);
         for (name, value) in &call.headers {
             req = req.insert_header((name.clone(), value.clone()));
         }
@@ -146,18 +147,16 @@ pub async fn send(call: Call<'_>) -> Result<UpstreamReply, Failure> {
         match sent {
             Ok(mut res) => {
                 let status = res.status();
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                let body = match actix_rt::time::timeout(remaining, res.body().limit(MAX_UPSTREAM_BODY)).await {
-                    Ok(Ok(body)) => body,
-                    Ok(Err(PayloadError::Overflow)) => {
+                let body = match res.body().limit(MAX_UPSTREAM_BODY).await {
+                    Ok(body) => body,
+                    Err(PayloadError::Overflow) => {
                         log::warn!("{} answered more than {MAX_UPSTREAM_BODY} bytes", call.service.name);
                         return Err(Failure::Invalid(status));
                     }
-                    Ok(Err(e)) => {
+                    Err(e) => {
                         log::debug!("reading the answer of {} failed: {e}", call.service.name);
                         return Err(Failure::Broken);
                     }
-                    Err(_) => return Err(Failure::Timeout),
                 };
                 return Ok(UpstreamReply { status, body });
             }

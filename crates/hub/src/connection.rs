@@ -99,8 +99,7 @@ impl Flood {
 
 enum Wake {
     Item(Option<Outbound>),
-    Ping,
-    Idle,
+    Timer,
 }
 
 /// One WebSocket connection's protocol state. Dropping it unregisters the client.
@@ -114,6 +113,9 @@ pub struct Connection {
     state: State,
     last_activity: Instant,
     next_ping: Instant,
+    /// One timer for every deadline (authentication, ping, idle), created on first use and moved
+    /// only when the earliest deadline changes — not a new timer per outgoing frame.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -144,6 +146,7 @@ impl Connection {
             state: State::Authenticating { deadline },
             last_activity: now,
             next_ping: now + hub.config().ping_interval,
+            timer: None,
             hub,
         }
     }
@@ -298,33 +301,50 @@ impl Connection {
     /// safe: use it in `tokio::select!` next to the socket read. After a close it never returns.
     pub async fn next_action(&mut self) -> Action {
         let ping_interval = self.hub.config().ping_interval;
-        let idle_at = self.last_activity + self.hub.config().idle_timeout;
-        let ping_at = self.next_ping;
-        let wake = match &mut self.state {
-            State::Closed => return std::future::pending().await,
-            State::Authenticating { deadline } => {
-                let deadline = *deadline;
-                tokio::time::sleep_until(deadline).await;
-                log::info!("hub: connection from {:?} did not authenticate in time", self.remote_addr);
-                return self.close(close_code::AUTH_FAILED, "authentication timeout");
+        let idle_timeout = self.hub.config().idle_timeout;
+        loop {
+            let due = match &self.state {
+                State::Closed => return std::future::pending().await,
+                State::Authenticating { deadline } => *deadline,
+                State::Active { .. } => self.next_ping.min(self.last_activity + idle_timeout),
+            };
+            let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+            if timer.deadline() != due {
+                timer.as_mut().reset(due);
             }
-            State::Active { session } => tokio::select! {
-                item = session.outbound.recv() => Wake::Item(item),
-                () = tokio::time::sleep_until(ping_at) => Wake::Ping,
-                () = tokio::time::sleep_until(idle_at) => Wake::Idle,
-            },
-        };
-        match wake {
-            Wake::Item(Some(Outbound::Frame(frame))) => Action::Send(frame),
-            Wake::Item(Some(Outbound::Close { code, reason })) => self.close(code, &reason),
-            Wake::Item(None) => self.close(close_code::INTERNAL_ERROR, "hub unavailable"),
-            Wake::Ping => {
-                self.next_ping = Instant::now() + ping_interval;
-                Action::Ping
+            let wake = match &mut self.state {
+                State::Active { session } => tokio::select! {
+                    biased;
+                    item = session.outbound.recv() => Wake::Item(item),
+                    () = timer.as_mut() => Wake::Timer,
+                },
+                _ => {
+                    timer.as_mut().await;
+                    Wake::Timer
+                }
+            };
+            match wake {
+                Wake::Item(Some(Outbound::Frame(frame))) => return Action::Send(frame),
+                Wake::Item(Some(Outbound::Close { code, reason })) => return self.close(code, &reason),
+                Wake::Item(None) => return self.close(close_code::INTERNAL_ERROR, "hub unavailable"),
+                Wake::Timer => {}
             }
-            Wake::Idle => {
-                log::info!("hub: closing client {:?}: idle", self.client_id());
-                self.close(close_code::IDLE_TIMEOUT, "idle timeout")
+            let now = Instant::now();
+            match self.state {
+                State::Authenticating { deadline } if now >= deadline => {
+                    log::info!("hub: connection from {:?} did not authenticate in time", self.remote_addr);
+                    return self.close(close_code::AUTH_FAILED, "authentication timeout");
+                }
+                State::Active { .. } if now >= self.last_activity + idle_timeout => {
+                    log::info!("hub: closing client {:?}: idle", self.client_id());
+                    return self.close(close_code::IDLE_TIMEOUT, "idle timeout");
+                }
+                State::Active { .. } if now >= self.next_ping => {
+                    self.next_ping = now + ping_interval;
+                    return Action::Ping;
+                }
+                // Activity moved the idle deadline on: wait for the new earliest one.
+                _ => {}
             }
         }
     }

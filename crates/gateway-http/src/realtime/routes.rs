@@ -18,8 +18,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/events/stream", web::get().to(sse::stream))
         .route("/api/events", web::post().to(ingest))
         .route("/api/auth/ticket", web::post().to(ticket))
-        .route("/api/hub/clients", web::get().to(clients))
-        .route("/api/hub/clients/{id}/send", web::post().to(send));
+        .service(
+            web::scope("/api/hub")
+                .route("/clients", web::get().to(clients))
+                .route("/clients/{id}/send", web::post().to(send)),
+        );
 }
 
 async fn ticket(req: HttpRequest, state: web::Data<AppState>, ctx: RequestCtx) -> Result<HttpResponse, ApiError> {

@@ -9,7 +9,10 @@ pub mod health;
 pub mod services;
 pub mod settings;
 
-/// Registers every route of the gateway.
+/// Registers every route of the gateway. The router tries patterns in order, and a dynamic one
+/// (`{name}`) costs a regular-expression match: the gateway's own dynamic routes sit in scopes
+/// with a static prefix (`/api/services`, `/api/settings`, `/api/hub`, `/assets`), so that a
+/// forwarded request — most of the traffic — reaches the catch-all after string comparisons only.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
         log::debug!("bad query: {e}");

@@ -10,10 +10,15 @@ use crate::state::AppState;
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/services", web::get().to(list))
-        .route("/api/services/{name}", web::get().to(one))
-        .route("/api/services/{name}/logs", web::get().to(logs))
-        .route("/api/services/{name}/{action}", web::post().to(action));
+    // A scope with a static prefix: requests for other paths skip its patterns without running
+    // their regular expressions (see `super::configure`).
+    cfg.service(
+        web::scope("/api/services")
+            .route("", web::get().to(list))
+            .route("/{name}", web::get().to(one))
+            .route("/{name}/logs", web::get().to(logs))
+            .route("/{name}/{action}", web::post().to(action)),
+    );
 }
 
 async fn list(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {

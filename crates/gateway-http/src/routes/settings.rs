@@ -15,11 +15,16 @@ use crate::state::AppState;
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/settings", web::get().to(list))
-        .route("/api/settings", web::put().to(put_batch))
-        .route("/api/settings/{key}", web::get().to(get))
-        .route("/api/settings/{key}", web::put().to(put))
-        .route("/api/settings/{key}", web::delete().to(reset));
+    // One route per method (not one resource with several), so that another method falls
+    // through to the 404 envelope rather than a bare 405.
+    cfg.service(
+        web::scope("/api/settings")
+            .route("", web::get().to(list))
+            .route("", web::put().to(put_batch))
+            .route("/{key}", web::get().to(get))
+            .route("/{key}", web::put().to(put))
+            .route("/{key}", web::delete().to(reset)),
+    );
 }
 
 /// `If-Match: 3` or `If-Match: "3"`; `*` or absent means unconditional.
