@@ -332,7 +332,9 @@ pub(crate) fn start(args: &SimArgs, listener: TcpListener) -> Result<SimServer, 
                     if let Some(d) = delay {
                         actix_rt::time::sleep(d).await;
                     }
-                    if log_requests {
+                    // The supervisor's health probes (every few seconds) are not logged: they
+                    // would fill the log tail an operator reads.
+                    if log_requests && res.request().path() != "/health" {
                         let req = res.request();
                         access_line(req.method().as_str(), req.path(), res.status().as_u16(), started.elapsed());
                     }
