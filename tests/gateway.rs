@@ -514,6 +514,14 @@ async fn envelopes_statuses_and_headers_cross_the_gateway_as_specified() {
     assert_ne!(r.header("x-request-id").as_deref(), Some("a b<c>"));
     assert_eq!(r.data()["headers"]["x-request-id"], r.header("x-request-id").unwrap().as_str());
 
+    // HEAD goes down as GET (the service routes GET only): the GET's status and headers, no body.
+    let r = api.send(api.request("HEAD", "/api/echo/request?symbol=EURUSD"), None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body, Value::String(String::new()), "a HEAD answer has no body");
+    assert_eq!(r.header("content-type").as_deref(), Some("application/json"));
+    let r = api.send(api.request("HEAD", "/api/ticks/latest?symbol=EURUSD"), None).await;
+    assert_eq!(r.status, 200, "the simulated data service, which has no HEAD routes: {:?}", r.body);
+
     // A downstream envelope passes through with the gateway's request id.
     let r = api.send(api.request("GET", "/api/echo/envelope").insert_header(("X-Request-Id", "mine")), None).await;
     assert_eq!(r.status, 200);
@@ -672,6 +680,123 @@ async fn dashboard_aggregates_with_one_service_stopped_and_one_hung() {
         assert_eq!(data[part], Value::Null, "{part}");
     }
     assert_eq!(data["meta"]["sources"]["mt5"]["status"], "unavailable");
+}
+
+/// A simulator this test runs itself (an external service to the orchestrator), killed when
+/// dropped.
+struct OutsideSim(std::process::Child);
+
+impl OutsideSim {
+    async fn start(role: &str, port: u16, flags: &[&str]) -> OutsideSim {
+        let child = std::process::Command::new(exe())
+            .args(["sim", role, "--quiet", "--port", &port.to_string()])
+            .args(flags)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let sim = OutsideSim(child);
+        let client = awc::Client::default();
+        eventually(&format!("the outside {role} to answer /health"), ONLINE, || {
+            let req = client.get(format!("http://127.0.0.1:{port}/health")).timeout(Duration::from_millis(500));
+            async move { req.send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+        })
+        .await;
+        sim
+    }
+}
+
+impl Drop for OutsideSim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[actix_rt::test]
+async fn a_hung_source_is_not_waited_on_until_it_answers_again() {
+    // pattern is external, so this test can replace the hung instance by a healthy one on the
+    // same port: its routes never answer, its health does (it stays online).
+    let services = Services::new();
+    let pattern_port = services.ports[3];
+    let mut hung = Some(OutsideSim::start("pattern", pattern_port, &["--response-delay-ms", "600000"]).await);
+    let managed = services.toml(true, "", |_| Vec::new());
+    let cut = managed.find("[[service]]\nname = \"pattern\"").unwrap();
+    let config = format!(
+        "{}[[service]]\nname = \"pattern\"\ndisplay_name = \"Pattern Service\"\nroutes = [\"patterns\"]\n\
+         port = {pattern_port}\nrequest_timeout_ms = 1000\n",
+        &managed[..cut]
+    );
+    let app = app_with(&config, &["mt5", "strategy", "pattern"]).await;
+    let api = app.client();
+
+    // The first request finds out: it waits the part's deadline.
+    let started = Instant::now();
+    let r = api.get("/api/dashboard").await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert!(took >= Duration::from_millis(900), "the first request waits the deadline: {took:?}");
+    let data = r.data();
+    assert_eq!(data["patterns"], Value::Null);
+    assert_eq!(data["meta"]["sources"]["pattern"]["status"], "timeout", "{data}");
+    assert_eq!(data["meta"]["sources"]["pattern"]["error"], "A(z) Pattern Service nem válaszolt időben (1 mp).");
+
+    // Then the dashboard no longer waits on it, while it stays online.
+    for i in 0..5 {
+        let started = Instant::now();
+        let r = api.get("/api/dashboard").await;
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(500), "request {i} does not wait on the hung source: {took:?}");
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.header("x-gateway-complete").as_deref(), Some("false"));
+        let data = r.data();
+        let keys: Vec<&str> = data.as_object().unwrap().keys().map(String::as_str).collect();
+        for key in ["account", "positions", "strategies", "patterns", "services", "meta"] {
+            assert!(keys.contains(&key), "{key} is never omitted: {keys:?}");
+        }
+        assert_eq!(data["patterns"], Value::Null, "{data}");
+        assert!(data["account"]["balance"].is_number() && data["strategies"].is_array(), "{data}");
+        let meta = &data["meta"];
+        assert_eq!(meta["complete"], false);
+        assert_eq!(meta["sources"]["mt5"]["status"], "ok", "{meta}");
+        let pattern = &meta["sources"]["pattern"];
+        assert_eq!(pattern["status"], "unresponsive", "{meta}");
+        assert_eq!(
+            pattern["error"],
+            "A(z) Pattern Service legutóbb nem válaszolt időben (1 mp), ezért most nem várunk rá; \
+             a háttérben ellenőrizzük, helyreállt-e."
+        );
+        assert!(pattern["latency_ms"].as_u64().unwrap() < 500, "{meta}");
+    }
+    let english = api.request("GET", "/api/dashboard").insert_header(("Accept-Language", "en"));
+    let r = api.send(english, None).await;
+    assert!(
+        r.data()["meta"]["sources"]["pattern"]["error"].as_str().unwrap().contains("not waited for now"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(api.get("/api/services/pattern").await.data()["status"], "online");
+
+    // Forwarding is unchanged: a hung route still answers 504 on time.
+    let started = Instant::now();
+    api.get("/api/patterns/latest").await.assert_error(504, "upstream_timeout");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_millis(3000), "{took:?}");
+
+    // A healthy instance in its place: the part comes back.
+    drop(hung.take());
+    let _healthy = OutsideSim::start("pattern", pattern_port, &[]).await;
+    let data = eventually("the patterns part to come back", Duration::from_secs(15), || {
+        let api = &api;
+        async move {
+            let r = api.get("/api/dashboard").await;
+            (r.status == 200 && r.body["data"]["meta"]["sources"]["pattern"]["status"] == "ok")
+                .then(|| r.body["data"].clone())
+        }
+    })
+    .await;
+    assert!(data["patterns"].is_array(), "{data}");
+    let r = api.get("/api/dashboard").await;
+    assert_eq!(r.header("x-gateway-complete").as_deref(), Some("true"), "{:?}", r.body);
 }
 
 #[actix_rt::test]

@@ -76,6 +76,8 @@ async fn forward(
     let path_and_query = req.uri().path_and_query().map_or("", |pq| pq.as_str());
     let path_and_query = path_and_query.strip_prefix("/api").unwrap_or(path_and_query);
     let timeout = Duration::from_millis(service.request_timeout_ms);
+    // HEAD is sent on as GET (services need not route HEAD); the server leaves out the body.
+    let method = if method == Method::HEAD { Method::GET } else { method };
     let call = Call { service: &service, method, path_and_query, headers, body, timeout };
     let started = Instant::now();
     let sent = upstream::send(call).await;
