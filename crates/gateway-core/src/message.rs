@@ -365,6 +365,14 @@ pub enum Problem {
         /// The timeout in milliseconds.
         timeout_ms: u64,
     },
+    /// 504: a recent call of the service ran out of the timeout, so it is not waited for now
+    /// (a dashboard part while the service is suspected of hanging).
+    UpstreamUnresponsive {
+        /// Display name of the service.
+        service: String,
+        /// The timeout that ran out, in milliseconds.
+        timeout_ms: u64,
+    },
     /// 502: the service answered with an error or an invalid body.
     UpstreamError {
         /// Display name of the service.
@@ -418,7 +426,7 @@ impl Problem {
             | Problem::VersionMismatch { .. } => ErrorCode::Conflict,
             Problem::PayloadTooLarge => ErrorCode::PayloadTooLarge,
             Problem::ServiceUnavailable { .. } => ErrorCode::ServiceUnavailable,
-            Problem::UpstreamTimeout { .. } => ErrorCode::UpstreamTimeout,
+            Problem::UpstreamTimeout { .. } | Problem::UpstreamUnresponsive { .. } => ErrorCode::UpstreamTimeout,
             Problem::UpstreamError { .. } | Problem::UpstreamInvalid { .. } => ErrorCode::UpstreamError,
             Problem::UpstreamRejected { status, .. } => match status {
                 401 => ErrorCode::Unauthorized,
@@ -461,6 +469,11 @@ impl Problem {
                 Problem::UpstreamTimeout { service, timeout_ms } => {
                     format!("A(z) {service} nem válaszolt időben ({} mp).", seconds(*timeout_ms, ','))
                 }
+                Problem::UpstreamUnresponsive { service, timeout_ms } => format!(
+                    "A(z) {service} legutóbb nem válaszolt időben ({} mp), ezért most nem várunk rá; \
+                     a háttérben ellenőrizzük, helyreállt-e.",
+                    seconds(*timeout_ms, ',')
+                ),
                 Problem::UpstreamError { service, detail } => format!("A(z) {service} hibát jelzett: {detail}"),
                 Problem::UpstreamInvalid { service, status: Some(status) } => {
                     format!("A(z) {service} hibát jelzett: érvénytelen válasz (HTTP {status})")
@@ -491,6 +504,11 @@ impl Problem {
                 Problem::UpstreamTimeout { service, timeout_ms } => {
                     format!("{service} did not respond in time ({} s).", seconds(*timeout_ms, '.'))
                 }
+                Problem::UpstreamUnresponsive { service, timeout_ms } => format!(
+                    "{service} did not respond in time last time ({} s), so it is not waited for now; \
+                     whether it has recovered is being checked in the background.",
+                    seconds(*timeout_ms, '.')
+                ),
                 Problem::UpstreamError { service, detail } => format!("{service} reported an error: {detail}"),
                 Problem::UpstreamInvalid { service, status: Some(status) } => {
                     format!("{service} reported an error: invalid answer (HTTP {status})")
@@ -560,6 +578,13 @@ mod tests {
                 ErrorCode::UpstreamTimeout,
                 504,
                 "A(z) MT5 Service nem válaszolt időben (2 mp).",
+            ),
+            (
+                Problem::UpstreamUnresponsive { service: "Pattern Service".into(), timeout_ms: 2000 },
+                ErrorCode::UpstreamTimeout,
+                504,
+                "A(z) Pattern Service legutóbb nem válaszolt időben (2 mp), ezért most nem várunk rá; \
+                 a háttérben ellenőrizzük, helyreállt-e.",
             ),
             (
                 Problem::UpstreamError { service: "Data Service".into(), detail: "HTTP 500".into() },

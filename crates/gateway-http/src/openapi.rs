@@ -739,7 +739,7 @@ fn components() -> ComponentsBuilder {
     );
     let source = object(
         &[
-            ("status", one_of(&["ok", "timeout", "unavailable", "error"]), true),
+            ("status", one_of(&["ok", "timeout", "unresponsive", "unavailable", "error"]), true),
             ("latency_ms", integer(), true),
             ("error", string(), false),
         ],

@@ -87,6 +87,7 @@ impl Application {
             authenticator,
             metrics,
             tokens: Arc::new(crate::auth::TokenCache::new(&data_dir.join("setup.db"))),
+            suspects: Arc::default(),
         };
 
         let listener =

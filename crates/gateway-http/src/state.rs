@@ -38,6 +38,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Verified bearer tokens (checked against the store's files on every use).
     pub tokens: Arc<crate::auth::TokenCache>,
+    /// Dashboard sources suspected of hanging (not waited on until they answer again).
+    pub suspects: Arc<crate::aggregate::Suspects>,
 }
 
 /// Validation limits in two flavours: with the symbol list (data service) and without.
