@@ -244,16 +244,23 @@ async fn kill_9_of_the_orchestrator_during_batch_writes_loses_no_acknowledged_wr
 
 // ---------------------------------------------------------------------------------------------
 
+/// The parent of a process (from `/proc/PID/stat`).
+fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 1..].split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 #[actix_rt::test]
-async fn kill_9_of_the_orchestrator_leaves_no_service_and_its_restart_no_grandchild() {
+async fn kill_9_of_the_orchestrator_takes_every_service_and_grandchild_along_at_once() {
+    /// SPEC §11: kill -9 of the orchestrator leaves no orphan; "at once" is held to this.
+    const AT_ONCE: Duration = Duration::from_secs(1);
     let services = Services::new();
     let config = services.toml(true, "", |_| vec!["--quiet".into(), "--spawn-child".into()]);
     let mut app = TestApp::spawn_with_env(&config, FAST).await;
     let api = app.client();
-    let mut leaders = Vec::new();
-    let mut grandchildren = Vec::new();
+    let mut processes = Vec::new();
     for name in ["data", "mt5", "strategy", "pattern"] {
-        leaders.push(pid_of(&api.wait_status(name, "online", LONG).await));
+        let service = pid_of(&api.wait_status(name, "online", LONG).await);
         let child = eventually(&format!("{name}'s grandchild pid in its log"), LONG, || {
             let api = &api;
             async move {
@@ -266,31 +273,36 @@ async fn kill_9_of_the_orchestrator_leaves_no_service_and_its_restart_no_grandch
         })
         .await;
         assert!(alive(child));
-        grandchildren.push(child);
+        // The service's keeper, the orchestrator's child and leader of the service's group.
+        let keeper = parent_of(service);
+        assert_eq!(parent_of(keeper), app.pid(), "{name}: the service's parent is a child of the orchestrator");
+        processes.extend([(name, "keeper", keeper), (name, "service", service), (name, "grandchild", child)]);
     }
+    let killed = Instant::now();
     let _ = app.signal_and_wait(Signal::SIGKILL, LONG);
-    let started = Instant::now();
-    // The services die with the orchestrator (parent-death signal), at once.
-    eventually("every service to die with the orchestrator", LONG, || async {
-        leaders.iter().all(|p| !alive(*p)).then_some(())
+    // No restart: the keepers take their groups along as soon as the orchestrator is gone.
+    let survivors = || processes.iter().filter(|(.., pid)| alive(*pid)).copied().collect::<Vec<_>>();
+    let within = AT_ONCE.saturating_sub(killed.elapsed());
+    eventually("every keeper, service and grandchild to be gone", within, || async {
+        survivors().is_empty().then_some(())
     })
     .await;
-    let services_gone = started.elapsed();
+    let all_gone = killed.elapsed();
+    assert!(all_gone < AT_ONCE, "gone only {all_gone:?} after the kill");
     for port in services.ports {
         assert!(processes_matching(&format!("--port {port} ")).is_empty(), "a service on {port} survived");
     }
-    // Their own children cannot be signalled by a dead orchestrator; the next start finds them
-    // through the pidfiles (same session, same boot) and stops them before anything else.
+    // The next start finds nothing left over behind its pidfiles, and brings everything back.
     app.start().await;
-    eventually("the grandchildren of the crashed run to be stopped", LONG, || async {
-        grandchildren.iter().all(|p| !alive(*p)).then_some(())
-    })
-    .await;
     let api = app.client();
     for name in ["data", "mt5", "strategy", "pattern"] {
         api.wait_status(name, "online", LONG).await;
     }
-    eprintln!("kill -9 of the orchestrator: services gone in {services_gone:?}; grandchildren stopped by the restart");
+    assert!(!app.log().contains("left over by a previous run"), "the restart had leftovers to kill:\n{}", app.log());
+    eprintln!(
+        "kill -9 of the orchestrator: {} keepers, services and grandchildren gone {all_gone:?} after the kill, without a restart",
+        processes.len()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

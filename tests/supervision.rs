@@ -57,6 +57,32 @@ async fn kill_9_of_a_service_brings_it_back_once() {
     let copies = processes_matching(&format!("--port {port}"));
     assert_eq!(copies, vec![pid_of(&back)], "exactly one copy runs");
     assert!(zombie_children(app.pid()).is_empty(), "no zombies");
+
+    // kill -9 of the service's keeper (its parent, the orchestrator's child): the service dies
+    // with it (its parent-death signal) and comes back once.
+    let keeper = parent_of(pid_of(&back));
+    assert_ne!(keeper, app.pid());
+    assert_eq!(parent_of(keeper), app.pid());
+    kill(keeper, Signal::SIGKILL);
+    let again = api
+        .wait_service("data", "online after its keeper's kill", LONG, |e| {
+            e["status"] == "online" && e["pid"] != back["pid"]
+        })
+        .await;
+    assert_eq!(again["restarts"], 2, "{again}");
+    assert_eq!(again["last_exit"]["signal"], "SIGKILL", "{again}");
+    assert!(!alive(pid_of(&back)), "the service died with its keeper");
+    assert_eq!(processes_matching(&format!("--port {port}")), vec![pid_of(&again)], "exactly one copy runs");
+    eventually("no zombie child of the orchestrator", LONG, || async {
+        zombie_children(app.pid()).is_empty().then_some(())
+    })
+    .await;
+}
+
+/// The parent of a process (from `/proc/PID/stat`).
+fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat[stat.rfind(')').unwrap() + 1..].split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 #[actix_rt::test]

@@ -1,13 +1,16 @@
 //! Pidfiles (`run/NAME.pid`) and the clean-up of processes left over by a crashed run.
 //!
-//! A pidfile holds three lines: the pid, its start time (field 22 of `/proc/PID/stat`, clock
-//! ticks since boot) and the boot id. The first line alone is a conventional pidfile.
+//! A pidfile holds five lines: the service's pid, its start time (field 22 of
+//! `/proc/PID/stat`, clock ticks since boot), the boot id, then the pid and start time of its
+//! keeper, the leader of the service's session and process group. The first line alone is a
+//! conventional pidfile. A three-line pidfile (written before services had keepers) names a
+//! service that led its own session.
 //!
-//! Leftovers are killed only when they are provably ours: the recorded leader still runs with
-//! the recorded start time (pid reuse safety), or the leader is gone but processes of its
-//! session remain in the same boot (a session id stays reserved while it has members, so it
-//! cannot have been handed to another program meanwhile). Pidfiles from another boot, or whose
-//! pid now belongs to a different process, are removed without killing anything.
+//! Leftovers are killed only when they are provably ours: the recorded session leader still
+//! runs with the recorded start time (pid reuse safety), or the leader is gone but processes of
+//! its session remain in the same boot (a session id stays reserved while it has members, so
+//! it cannot have been handed to another program meanwhile). Pidfiles from another boot, or
+//! whose leader's pid now belongs to a different process, are removed without killing anything.
 
 use std::fs;
 use std::io;
@@ -18,15 +21,25 @@ use crate::unix;
 /// What a pidfile records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PidRecord {
+    /// The service's own process.
     pub pid: u32,
     pub start_ticks: u64,
     pub boot_id: Option<String>,
+    /// The leader of the service's session and process group (its keeper): the session id.
+    pub leader: u32,
+    pub leader_start_ticks: u64,
 }
 
 impl PidRecord {
-    /// The record of a running process, read from `/proc` now.
-    pub(crate) fn of(pid: u32) -> Option<PidRecord> {
-        Some(PidRecord { pid, start_ticks: unix::process_start_ticks(pid)?, boot_id: unix::boot_id() })
+    /// The record of a running service and its session leader, read from `/proc` now.
+    pub(crate) fn of(pid: u32, leader: u32) -> Option<PidRecord> {
+        Some(PidRecord {
+            pid,
+            start_ticks: unix::process_start_ticks(pid)?,
+            boot_id: unix::boot_id(),
+            leader,
+            leader_start_ticks: unix::process_start_ticks(leader)?,
+        })
     }
 }
 
@@ -38,7 +51,14 @@ pub(crate) fn path(run_dir: &Path, name: &str) -> PathBuf {
 /// Writes a pidfile atomically (temporary file, then rename).
 pub(crate) fn write(path: &Path, rec: &PidRecord) -> io::Result<()> {
     let tmp = path.with_extension("pid.tmp");
-    let text = format!("{}\n{}\n{}\n", rec.pid, rec.start_ticks, rec.boot_id.as_deref().unwrap_or("-"));
+    let text = format!(
+        "{}\n{}\n{}\n{}\n{}\n",
+        rec.pid,
+        rec.start_ticks,
+        rec.boot_id.as_deref().unwrap_or("-"),
+        rec.leader,
+        rec.leader_start_ticks
+    );
     fs::write(&tmp, text)?;
     fs::rename(&tmp, path)
 }
@@ -51,7 +71,12 @@ pub(crate) fn read(path: &Path) -> io::Result<PidRecord> {
     let pid = lines.next().and_then(|l| l.parse().ok()).ok_or_else(bad)?;
     let start_ticks = lines.next().and_then(|l| l.parse().ok()).ok_or_else(bad)?;
     let boot_id = lines.next().filter(|l| !l.is_empty() && *l != "-").map(str::to_owned);
-    Ok(PidRecord { pid, start_ticks, boot_id })
+    let (leader, leader_start_ticks) = match (lines.next(), lines.next()) {
+        (None | Some(""), _) => (pid, start_ticks),
+        (Some(l), Some(t)) => (l.parse().map_err(|_| bad())?, t.parse().map_err(|_| bad())?),
+        (Some(_), None) => return Err(bad()),
+    };
+    Ok(PidRecord { pid, start_ticks, boot_id, leader, leader_start_ticks })
 }
 
 /// Removes a pidfile; a missing one is fine.
@@ -66,7 +91,7 @@ pub(crate) fn remove(path: &Path) {
 /// How a recorded process relates to what runs now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// The recorded leader runs with the recorded start time.
+    /// The recorded session leader runs with the recorded start time.
     Running,
     /// The leader is gone; members of its session may remain.
     LeaderGone,
@@ -76,15 +101,15 @@ pub(crate) enum Verdict {
     OtherBoot,
 }
 
-/// Compares a record with the live system.
+/// Compares a record's session leader with the live system.
 pub(crate) fn verdict(rec: &PidRecord) -> Verdict {
     let now_boot = unix::boot_id();
     if rec.boot_id.is_none() || rec.boot_id != now_boot {
         return Verdict::OtherBoot;
     }
-    match unix::stat(rec.pid) {
+    match unix::stat(rec.leader) {
         Some(st) if st.state == 'Z' => Verdict::LeaderGone,
-        Some(st) if st.start_ticks == rec.start_ticks => Verdict::Running,
+        Some(st) if st.start_ticks == rec.leader_start_ticks => Verdict::Running,
         Some(_) => Verdict::PidReused,
         None => Verdict::LeaderGone,
     }
@@ -111,14 +136,14 @@ pub(crate) fn kill_leftovers(run_dir: &Path) -> Vec<(u32, PathBuf)> {
         };
         match verdict(&rec) {
             Verdict::Running | Verdict::LeaderGone => {
-                let killed = unix::kill_session(rec.pid);
+                let killed = unix::kill_session(rec.leader);
                 if killed > 0 {
                     log::warn!(
                         "killed {killed} process(es) left over by a previous run ({}: session {})",
                         path.display(),
-                        rec.pid
+                        rec.leader
                     );
-                    pending.push((rec.pid, path));
+                    pending.push((rec.leader, path));
                 } else {
                     remove(&path);
                 }
@@ -145,15 +170,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = path(dir.path(), "data");
         assert!(p.ends_with("data.pid"));
-        let rec = PidRecord { pid: 42, start_ticks: 123_456, boot_id: Some("abc".into()) };
+        let rec = PidRecord {
+            pid: 42,
+            start_ticks: 123_456,
+            boot_id: Some("abc".into()),
+            leader: 41,
+            leader_start_ticks: 123_455,
+        };
         write(&p, &rec).unwrap();
         assert_eq!(read(&p).unwrap(), rec);
         assert_eq!(fs::read_to_string(&p).unwrap().lines().next(), Some("42"));
         let no_boot = PidRecord { boot_id: None, ..rec };
         write(&p, &no_boot).unwrap();
         assert_eq!(read(&p).unwrap(), no_boot);
-        fs::write(&p, "x\n").unwrap();
-        assert_eq!(read(&p).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        // A pidfile from before keepers: the service led its own session.
+        fs::write(&p, "42\n123456\nabc\n").unwrap();
+        let old = read(&p).unwrap();
+        assert_eq!((old.leader, old.leader_start_ticks), (42, 123_456));
+        for bad in ["x\n", "42\n123456\nabc\n41\n", "42\n123456\nabc\n41\nx\n"] {
+            fs::write(&p, bad).unwrap();
+            assert_eq!(read(&p).unwrap_err().kind(), io::ErrorKind::InvalidData, "{bad:?}");
+        }
         remove(&p);
         remove(&p);
         assert!(!p.exists());
@@ -162,11 +199,14 @@ mod tests {
     #[test]
     fn start_time_check() {
         let me = std::process::id();
-        let rec = PidRecord::of(me).unwrap();
+        let rec = PidRecord::of(me, me).unwrap();
         assert_eq!(verdict(&rec), Verdict::Running);
-        assert_eq!(verdict(&PidRecord { start_ticks: rec.start_ticks + 1, ..rec.clone() }), Verdict::PidReused);
+        let later = rec.leader_start_ticks + 1;
+        assert_eq!(verdict(&PidRecord { leader_start_ticks: later, ..rec.clone() }), Verdict::PidReused);
         assert_eq!(verdict(&PidRecord { boot_id: Some("other".into()), ..rec.clone() }), Verdict::OtherBoot);
-        assert_eq!(verdict(&PidRecord { pid: u32::MAX - 1, ..rec }), Verdict::LeaderGone);
+        assert_eq!(verdict(&PidRecord { leader: u32::MAX - 1, ..rec.clone() }), Verdict::LeaderGone);
+        // Only the leader decides: the service's own pid may be gone already.
+        assert_eq!(verdict(&PidRecord { pid: u32::MAX - 1, ..rec }), Verdict::Running);
     }
 
     fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -183,24 +223,25 @@ mod tests {
         let mut cfg = ServiceConfig::with_defaults(ServiceName::parse("left").unwrap(), 1);
         cfg.command = Some(vec!["sh".into(), "-c".into(), "sleep 300 & sleep 300 & wait".into()]);
         let mut spawned = unix::spawn(&cfg).unwrap();
-        let pid = spawned.pid;
-        wait_until("the session to have 3 members", || unix::session_members(pid).len() == 3);
+        let sid = spawned.pgid;
+        // The keeper, the shell and its two children.
+        wait_until("the session to have 4 members", || unix::session_members(sid).len() == 4);
 
-        // A record whose start time does not match is left alone.
-        let rec = PidRecord::of(pid).unwrap();
+        // A record whose leader's start time does not match is left alone.
+        let rec = PidRecord::of(spawned.pid, sid).unwrap();
         let wrong = path(dir.path(), "wrong");
-        write(&wrong, &PidRecord { start_ticks: rec.start_ticks + 7, ..rec.clone() }).unwrap();
+        write(&wrong, &PidRecord { leader_start_ticks: rec.leader_start_ticks + 7, ..rec.clone() }).unwrap();
         assert!(kill_leftovers(dir.path()).is_empty());
         assert!(!wrong.exists(), "a stale pidfile is removed");
-        assert_eq!(unix::session_members(pid).len(), 3, "nothing was killed");
+        assert_eq!(unix::session_members(sid).len(), 4, "nothing was killed");
 
         // The right record kills the whole session, grandchildren included.
         let good = path(dir.path(), "left");
         write(&good, &rec).unwrap();
         let pending = kill_leftovers(dir.path());
-        assert_eq!(pending, [(pid, good.clone())]);
+        assert_eq!(pending, [(sid, good.clone())]);
         spawned.child.wait().await.unwrap();
-        wait_until("the session to be empty", || unix::session_members(pid).is_empty());
+        wait_until("the session to be empty", || unix::session_members(sid).is_empty());
     }
 
     #[tokio::test]
@@ -209,13 +250,15 @@ mod tests {
         let mut cfg = ServiceConfig::with_defaults(ServiceName::parse("orphan").unwrap(), 1);
         cfg.command = Some(vec!["sh".into(), "-c".into(), "sleep 300 & sleep 300 & exit 0".into()]);
         let mut spawned = unix::spawn(&cfg).unwrap();
-        let pid = spawned.pid;
-        let rec = PidRecord::of(pid).unwrap();
+        let sid = spawned.pgid;
+        // (The shell may be gone already: the keeper, our child, stays until we reap it.)
+        let rec = PidRecord::of(sid, sid).unwrap();
         write(&path(dir.path(), "orphan"), &rec).unwrap();
+        // The shell exits, so does its keeper: the two children are left to init.
         spawned.child.wait().await.unwrap();
-        wait_until("two orphans", || unix::session_members(pid).len() == 2);
+        wait_until("two orphans", || unix::session_members(sid).len() == 2);
         assert_eq!(verdict(&rec), Verdict::LeaderGone);
         assert_eq!(kill_leftovers(dir.path()).len(), 1);
-        wait_until("the orphans to be gone", || unix::session_members(pid).is_empty());
+        wait_until("the orphans to be gone", || unix::session_members(sid).is_empty());
     }
 }

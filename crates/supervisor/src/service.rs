@@ -47,6 +47,8 @@ const LAST_LINES: usize = 5;
 const DRAIN_WAIT: Duration = Duration::from_millis(250);
 /// How long a group may take to vanish after SIGKILL before we give up waiting (and log it).
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// How long a keeper asked to kill its service may take before the group gets SIGKILL directly.
+const KEEPER_KILL_WAIT: Duration = Duration::from_secs(1);
 
 /// A reply with the entry after the operation.
 pub(crate) type Reply = oneshot::Sender<Result<ServiceEntry, SupervisorError>>;
@@ -84,7 +86,10 @@ enum Phase {
 }
 
 struct Instance {
+    /// The service's own process.
     pid: u32,
+    /// Its keeper: our child, leader of the session and process group.
+    pgid: u32,
     exit: oneshot::Receiver<io::Result<ExitStatus>>,
     readers: Vec<JoinHandle<()>>,
     /// Sequence number of this instance's first log line.
@@ -446,7 +451,7 @@ impl ServiceActor {
                 return Err(SupervisorError::Spawn { service: self.config.display_name.clone(), program, source });
             }
         };
-        let unix::Spawned { mut child, pid } = spawned;
+        let unix::Spawned { mut child, pid, pgid } = spawned;
         let log_mark = self.logs.next_seq();
         let mut readers = Vec::with_capacity(2);
         if let Some(out) = child.stdout.take() {
@@ -460,7 +465,7 @@ impl ServiceActor {
             let _ = exit_tx.send(child.wait().await);
         });
         let pidfile = pidfile::path(&self.ctx.run_dir, &self.name);
-        match PidRecord::of(pid) {
+        match PidRecord::of(pid, pgid) {
             Some(rec) => {
                 if let Err(e) = pidfile::write(&pidfile, &rec) {
                     log::warn!("{}: cannot write {}: {e}", self.name, pidfile.display());
@@ -469,7 +474,7 @@ impl ServiceActor {
             None => log::debug!("{}: pid {pid} vanished before its pidfile was written", self.name),
         }
         self.prober = self.new_prober();
-        self.instance = Some(Instance { pid, exit: exit_rx, readers, log_mark, pidfile });
+        self.instance = Some(Instance { pid, pgid, exit: exit_rx, readers, log_mark, pidfile });
         self.failures = 0;
         self.probe = None;
         let now = Instant::now();
@@ -489,7 +494,7 @@ impl ServiceActor {
             s.consecutive_failures = 0;
             s.next_restart_at = None;
         });
-        log::info!("{}: spawned `{program}` (pid {pid})", self.name);
+        log::info!("{}: spawned `{program}` (pid {pid}, keeper and process group {pgid})", self.name);
         Ok(())
     }
 
@@ -720,8 +725,8 @@ impl ServiceActor {
                 (None, None)
             }
         };
-        // Whatever the leader left behind in its group dies with it.
-        self.kill_group(instance.pid).await;
+        // Whatever the service left behind in its group dies with it.
+        self.kill_group(instance.pgid).await;
         pidfile::remove(&instance.pidfile);
         let how = describe(code, signal.as_deref());
         let clean = code == Some(0);
@@ -802,11 +807,11 @@ impl ServiceActor {
     // ---- stopping ------------------------------------------------------------------------
 
     /// Stops our process group: `stop_signal` (when graceful) and up to `stop_timeout_ms`,
-    /// then SIGKILL; returns once the leader is reaped and the group is empty.
+    /// then SIGKILL; returns once the keeper is reaped and the group is empty.
     async fn stop_instance(&mut self, graceful: bool) {
         let Some(mut instance) = self.instance.take() else { return };
         self.probe = None;
-        let pgid = instance.pid;
+        let pgid = instance.pgid;
         self.update(|s| s.sub_state = Some(SubState::Stopping));
         let mut exit: Option<io::Result<ExitStatus>> = None;
         let signal = unix::parse_signal(&self.config.stop_signal);
@@ -824,6 +829,13 @@ impl ServiceActor {
                     self.name,
                     self.config.stop_timeout_ms
                 );
+            }
+        }
+        if !gone && exit.is_none() {
+            // The keeper kills the service, reaps it, then kills the group.
+            match unix::request_kill(pgid) {
+                Ok(_) => gone = wait_gone(&mut instance.exit, &mut exit, pgid, Instant::now() + KEEPER_KILL_WAIT).await,
+                Err(e) => log::warn!("{}: cannot ask keeper {pgid} to kill the service: {e}", self.name),
             }
         }
         if !gone {
@@ -845,7 +857,7 @@ impl ServiceActor {
         }
     }
 
-    /// SIGKILLs what is left of a group whose leader has exited and waits until it is empty.
+    /// SIGKILLs what is left of a group whose keeper has exited and waits until it is empty.
     async fn kill_group(&self, pgid: u32) {
         match unix::signal_group(pgid, Signal::SIGKILL) {
             Ok(false) => {}
@@ -885,7 +897,7 @@ impl ServiceActor {
     }
 }
 
-/// Waits until the leader has exited (its status in `exit`) and its group is empty, or the
+/// Waits until the keeper has exited (its status in `exit`) and its group is empty, or the
 /// deadline passes (false).
 async fn wait_gone(
     exit_rx: &mut oneshot::Receiver<io::Result<ExitStatus>>,

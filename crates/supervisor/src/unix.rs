@@ -10,25 +10,32 @@
 //! `/proc/net/tcp`.)
 
 use std::fs;
-use std::io;
+use std::io::{self, Read as _};
+use std::os::fd::{AsRawFd as _, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::str::FromStr;
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use registry::ServiceConfig;
 use tokio::process::{Child, Command};
 
-/// A freshly spawned service process (leader of its own session and process group).
+/// A freshly spawned service: its keeper (our child, leader of its own session and process
+/// group) and the service process (the keeper's only child, in the same group).
 pub(crate) struct Spawned {
+    /// The keeper: `wait` on it yields the service's exit status.
     pub child: Child,
+    /// The service's own process (what the registry shows).
     pub pid: u32,
+    /// The keeper's pid, which is also the process group id and the session id.
+    pub pgid: u32,
 }
 
-/// Spawns the service's command: own session (pgid = sid = pid), killed with SIGKILL when the
-/// spawning thread dies, stdin null, stdout/stderr piped. Must be called from the supervisor's
+/// Spawns the service's command behind a keeper (see [`install_keeper`]): own session and
+/// process group, stdin null, stdout/stderr piped. Must be called from the supervisor's
 /// long-lived thread (the parent-death signal fires when the *thread* that forked exits).
 pub(crate) fn spawn(config: &ServiceConfig) -> io::Result<Spawned> {
     let argv = config.command.as_deref().unwrap_or_default();
@@ -44,36 +51,229 @@ pub(crate) fn spawn(config: &ServiceConfig) -> io::Result<Spawned> {
     if let Some(cwd) = &config.cwd {
         cmd.current_dir(cwd);
     }
-    detach_and_tie_to_parent(&mut cmd);
-    let child = cmd.spawn()?;
-    let pid = child.id().ok_or_else(|| io::Error::other("spawned process has no pid"))?;
-    Ok(Spawned { child, pid })
+    // The keeper reports the service's pid through this pipe before the spawn returns.
+    let (report_rx, report_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    install_keeper(&mut cmd, report_tx.as_raw_fd(), keeper_name(config.name.as_str()));
+    let spawned = cmd.spawn();
+    drop(report_tx);
+    let child = spawned?;
+    let pgid = child.id().ok_or_else(|| io::Error::other("spawned process has no pid"))?;
+    let mut buf = [0u8; 4];
+    let pid = match fs::File::from(report_rx).read_exact(&mut buf) {
+        Ok(()) => u32::try_from(i32::from_ne_bytes(buf)).unwrap_or(0),
+        Err(e) => {
+            let _ = signal_group(pgid, Signal::SIGKILL);
+            return Err(io::Error::other(format!("the keeper did not report the service's pid: {e}")));
+        }
+    };
+    Ok(Spawned { child, pid, pgid })
 }
 
-/// Installs the pre-exec hook: a new session, and the parent-death signal.
+/// `keep:NAME`, cut to the 15 bytes a Linux process name holds (shown by `ps -o comm`, `top`).
+fn keeper_name(service: &str) -> [u8; 16] {
+    let mut name = [0u8; 16];
+    for (dst, src) in name.iter_mut().take(15).zip(b"keep:".iter().chain(service.as_bytes())) {
+        *dst = *src;
+    }
+    name
+}
+
+/// The keeper's parent-death signal: the orchestrator (its supervisor thread) is gone.
+fn orchestrator_gone_signal() -> libc::c_int {
+    libc::SIGRTMIN()
+}
+
+/// Sent by the supervisor to a keeper: SIGKILL the service, reap it, then SIGKILL the group.
+fn kill_request_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 1
+}
+
+/// Installs the pre-exec hook that puts a keeper between the orchestrator and the service.
+///
+/// In the forked child (the keeper-to-be): a new session (pgid = sid = its pid), every signal
+/// blocked, a parent-death signal, the child-subreaper flag and the name `keep:NAME`; then one
+/// more fork. The grandchild is the service: it gets SIGKILL as its own parent-death signal
+/// (tied to the keeper), its inherited signal mask back, and returns, so std execs the command. The
+/// keeper never returns: it reports the service's pid, closes every descriptor (std's exec
+/// error pipe among them, so the spawn returns once the service has exec'd; the stdout/stderr
+/// pipes too, so their end of file is the service side's), and runs [`keep`].
+///
+/// The orchestrator is multithreaded, so everything after the first fork must be
+/// async-signal-safe: only system calls, no allocation, no lock, no Rust I/O.
 #[allow(unsafe_code)]
-fn detach_and_tie_to_parent(cmd: &mut Command) {
-    let parent = i32::try_from(std::process::id()).unwrap_or(0);
-    // SAFETY: the closure runs in the forked child before exec; it only makes the
-    // async-signal-safe system calls setsid, prctl, getppid and _exit, allocates nothing and
-    // touches no lock.
+fn install_keeper(cmd: &mut Command, report_fd: RawFd, name: [u8; 16]) {
+    let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+    let gone_signal = orchestrator_gone_signal();
+    let kill_signal = kill_request_signal();
+    // SAFETY: the closure runs in the forked child before exec and makes only async-signal-safe
+    // system calls (setsid, sigprocmask, prctl, getpid, getppid, sigaction, fork, write,
+    // close_range, setrlimit, waitpid, sigtimedwait, kill, _exit); it allocates nothing and
+    // touches no lock. `io::Error::last_os_error` only reads errno.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setsid() == -1 {
                 return Err(io::Error::last_os_error());
             }
-            #[cfg(target_os = "linux")]
-            {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) == -1 {
-                    return Err(io::Error::last_os_error());
-                }
+            // Signals stay pending until the keeper waits for them; the service gets the
+            // mask it would have had without a keeper.
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut inherited: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            if libc::sigprocmask(libc::SIG_BLOCK, &all, &mut inherited) == -1 {
+                return Err(io::Error::last_os_error());
             }
-            // The orchestrator may have died between fork and prctl: then nobody would kill us.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, gone_signal as libc::c_ulong, 0, 0, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            // The orchestrator may have died between fork and prctl: then nobody would tell us.
             if libc::getppid() != parent {
                 libc::_exit(1);
             }
-            Ok(())
+            // Descendants orphaned by the service are reparented to the keeper, which reaps them.
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0);
+            libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0);
+            // An ignored SIGCHLD (inherited) would reap the service behind the keeper's back.
+            let mut default: libc::sigaction = std::mem::zeroed();
+            default.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(libc::SIGCHLD, &default, std::ptr::null_mut());
+            let keeper = libc::getpid();
+            let service = libc::fork();
+            if service == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            if service == 0 {
+                // The service: dies with its keeper, whatever killed the keeper.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::getppid() != keeper {
+                    libc::_exit(1);
+                }
+                if libc::sigprocmask(libc::SIG_SETMASK, &inherited, std::ptr::null_mut()) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                return Ok(());
+            }
+            let report = service.to_ne_bytes();
+            libc::write(report_fd, report.as_ptr().cast(), report.len());
+            close_every_descriptor();
+            // No core file of this copy of the orchestrator when it re-raises a service's SIGSEGV.
+            let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+            keep(service, parent, gone_signal, kill_signal)
         });
+    }
+}
+
+/// Closes every descriptor of the keeper.
+#[allow(unsafe_code)]
+unsafe fn close_every_descriptor() {
+    // SAFETY: plain system calls on the keeper's own descriptor table.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, 0 as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_int) == 0 {
+            return;
+        }
+        // Kernels before 5.9: one by one, up to the descriptor limit.
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur.min(1 << 20) as libc::c_int
+        } else {
+            1 << 16
+        };
+        for fd in 0..max {
+            libc::close(fd);
+        }
+    }
+}
+
+/// The keeper's life: reap the service (and descendants the service orphaned); when the
+/// service has ended, end the same way; when the orchestrator is gone (parent-death signal,
+/// or a new parent noticed at least once a second), SIGKILL the whole process group, the
+/// keeper included; on a kill request, SIGKILL the service, reap it and then the group. Every
+/// other signal (such as the stop signal the supervisor sends the group) is taken and ignored:
+/// the service received it too.
+#[allow(unsafe_code)]
+unsafe fn keep(service: libc::pid_t, parent: libc::pid_t, gone_signal: libc::c_int, kill_signal: libc::c_int) -> ! {
+    // SAFETY: async-signal-safe system calls only, on the keeper's own children and group.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let second = libc::timespec { tv_sec: 1, tv_nsec: 0 };
+        loop {
+            loop {
+                let mut status = 0;
+                let reaped = libc::waitpid(-1, &mut status, libc::WNOHANG);
+                if reaped == service {
+                    end_like(status);
+                }
+                if reaped <= 0 {
+                    break;
+                }
+            }
+            if libc::getppid() != parent {
+                libc::kill(0, libc::SIGKILL);
+                libc::_exit(1);
+            }
+            let signal = libc::sigtimedwait(&all, std::ptr::null_mut(), &second);
+            if signal == gone_signal {
+                libc::kill(0, libc::SIGKILL);
+                libc::_exit(1);
+            }
+            if signal == kill_signal {
+                libc::kill(service, libc::SIGKILL);
+                let mut status = 0;
+                libc::waitpid(service, &mut status, 0);
+                libc::kill(0, libc::SIGKILL);
+                libc::_exit(1);
+            }
+        }
+    }
+}
+
+/// Ends the keeper with the service's wait status: the same exit code, or the same signal
+/// (default action restored, then raised and unblocked), so the supervisor sees what the
+/// service did.
+#[allow(unsafe_code)]
+unsafe fn end_like(status: libc::c_int) -> ! {
+    // SAFETY: async-signal-safe system calls on the keeper itself.
+    unsafe {
+        if libc::WIFEXITED(status) {
+            libc::_exit(libc::WEXITSTATUS(status));
+        }
+        if libc::WIFSIGNALED(status) {
+            let signal = libc::WTERMSIG(status);
+            let mut default: libc::sigaction = std::mem::zeroed();
+            default.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(signal, &default, std::ptr::null_mut());
+            libc::kill(libc::getpid(), signal);
+            let mut one: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut one);
+            libc::sigaddset(&mut one, signal);
+            libc::sigprocmask(libc::SIG_UNBLOCK, &one, std::ptr::null_mut());
+            libc::_exit(128 + signal);
+        }
+        libc::_exit(1)
+    }
+}
+
+/// Asks a keeper (our child, not yet reaped, so its pid cannot have been reused) to SIGKILL
+/// its service, reap it and SIGKILL the rest of the group. Killing the service first lets the
+/// keeper reap it: a group-wide SIGKILL would kill the keeper at the same moment and leave
+/// the service to init, which in some containers never reaps. `Ok(false)` when the keeper is
+/// gone.
+#[allow(unsafe_code)]
+pub(crate) fn request_kill(keeper: u32) -> io::Result<bool> {
+    let Ok(raw) = libc::pid_t::try_from(keeper) else { return Ok(false) };
+    if raw <= 1 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "refusing to signal pid <= 1"));
+    }
+    // SAFETY: kill(2) with a positive pid and a real-time signal the keeper waits for.
+    if unsafe { libc::kill(raw, kill_request_signal()) } == 0 {
+        return Ok(true);
+    }
+    match io::Error::last_os_error() {
+        e if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+        e => Err(e),
     }
 }
 
@@ -256,8 +456,9 @@ pub(crate) fn cmdline(pid: u32) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn stat_parsing() {
@@ -299,6 +500,79 @@ mod tests {
         assert!(owner.command.is_some());
         drop(listener);
         assert_eq!(port_owner(port), None);
+    }
+
+    fn sh(name: &str, script: &str) -> ServiceConfig {
+        let name = gateway_core::ServiceName::parse(name).unwrap();
+        let mut cfg = ServiceConfig::with_defaults(name, 1);
+        cfg.command = Some(vec!["sh".into(), "-c".into(), script.into()]);
+        cfg
+    }
+
+    fn wait_until(what: &str, within: std::time::Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + within;
+        while !cond() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    fn live_members(pgid: u32) -> usize {
+        all_stats().filter(|(_, st)| st.pgrp == pgid && st.state != 'Z').count()
+    }
+
+    #[tokio::test]
+    async fn the_keeper_leads_the_group_and_ends_like_its_service() {
+        let mut s = spawn(&sh("code", "exit 7")).unwrap();
+        assert_eq!(describe_exit(&s.child.wait().await.unwrap()), (Some(7), None));
+
+        let mut s = spawn(&sh("keeper-test", "exec sleep 300")).unwrap();
+        let service = stat(s.pid).unwrap();
+        assert_eq!((service.ppid, service.pgrp, service.session), (s.pgid, s.pgid, s.pgid));
+        let keeper = stat(s.pgid).unwrap();
+        assert_eq!((keeper.ppid, keeper.pgrp, keeper.session), (std::process::id(), s.pgid, s.pgid));
+        assert_eq!(fs::read_to_string(format!("/proc/{}/comm", s.pgid)).unwrap().trim(), "keep:keeper-tes");
+        assert_eq!(fs::read_dir(format!("/proc/{}/fd", s.pgid)).unwrap().count(), 0, "the keeper holds no descriptor");
+        // The stop signal goes to the whole group; the keeper ignores it and ends like the service.
+        assert!(signal_group(s.pgid, Signal::SIGTERM).unwrap());
+        assert_eq!(describe_exit(&s.child.wait().await.unwrap()), (None, Some("SIGTERM".to_owned())));
+        assert!(stat(s.pid).is_none(), "the keeper reaped the service");
+
+        // A kill request: the service first (reaped by the keeper), then the rest of the group.
+        let mut s = spawn(&sh("hard", "sleep 300 & exec sleep 300")).unwrap();
+        wait_until("three members", Duration::from_secs(5), || live_members(s.pgid) == 3);
+        assert!(request_kill(s.pgid).unwrap());
+        assert_eq!(describe_exit(&s.child.wait().await.unwrap()), (None, Some("SIGKILL".to_owned())));
+        assert!(stat(s.pid).is_none(), "the keeper reaped the service");
+        wait_until("the group to be gone", Duration::from_secs(5), || live_members(s.pgid) == 0);
+        assert!(!request_kill(s.pgid).unwrap_or(true) || stat(s.pgid).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_command_that_cannot_be_executed_is_a_spawn_error() {
+        let mut cfg = sh("missing", "");
+        cfg.command = Some(vec!["/nonexistent/program".into()]);
+        let err = spawn(&cfg).err().expect("spawn fails");
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+    }
+
+    #[test]
+    fn the_whole_group_dies_at_once_with_the_spawning_thread() {
+        // The parent-death signal fires when the thread that forked exits, as when the
+        // orchestrator is killed.
+        let (pgid, pid) = std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let s = spawn(&sh("orphans", "sleep 300 & sleep 300 & exec sleep 300")).unwrap();
+                wait_until("four members", Duration::from_secs(5), || live_members(s.pgid) == 4);
+                (s.pgid, s.pid)
+            })
+        })
+        .join()
+        .unwrap();
+        let gone_at = std::time::Instant::now();
+        wait_until("the group to die with the thread", Duration::from_secs(1), || live_members(pgid) == 0);
+        eprintln!("group of {pid} gone {:?} after its spawning thread", gone_at.elapsed());
     }
 
     #[test]

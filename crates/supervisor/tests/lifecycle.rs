@@ -208,11 +208,14 @@ fn fixture_pids(name: &str, port: u16) -> Vec<u32> {
     candidates.into_iter().filter(|p| alive(*p)).collect()
 }
 
-/// Live processes of a process group other than its leader.
-fn group_members(pgid: u32) -> Vec<u32> {
+/// Live processes of a service's process group other than the service itself and its keeper
+/// (the group leader, the service's parent).
+fn group_members(service: u32) -> Vec<u32> {
+    let Some((_, keeper, pgid, _)) = proc_stat(service) else { return Vec::new() };
+    assert_eq!(keeper, pgid, "the service's parent leads its group");
     all_pids()
         .into_iter()
-        .filter(|p| *p != pgid && proc_stat(*p).is_some_and(|(s, _, g, _)| s != 'Z' && g == pgid))
+        .filter(|p| ![service, pgid].contains(p) && proc_stat(*p).is_some_and(|(s, _, g, _)| s != 'Z' && g == pgid))
         .collect()
 }
 
