@@ -1,4 +1,5 @@
-//! Process supervision (SPEC §7): spawns the managed services in their own sessions, captures
+//! Process supervision (SPEC §7): spawns the managed services in their own sessions, each under
+//! a keeper that takes the service's process group along when the orchestrator dies, captures
 //! their output, probes their health, restarts them with backoff, adopts or reports whatever
 //! holds their port, monitors external services, and stops everything on shutdown.
 //!
@@ -25,7 +26,7 @@
 //!   dead instance). Startup timeout → SIGKILL to the group, `error`, backoff (unless
 //!   `restart = "never"`). Exit during startup → `error` with the exit code/signal and the last
 //!   5 output lines of that instance in `last_error`.
-//! - **Exits**: when a leader exits by itself, what remains of its process group is SIGKILLed
+//! - **Exits**: when a service exits by itself, what remains of its process group is SIGKILLed
 //!   and waited for before anything else (orphans never hold the port for the next instance).
 //!   An exit while online → `offline`. `on-failure` does not restart after exit code 0 (the
 //!   service stays `offline`); health failures count as failures.

@@ -1,8 +1,9 @@
 //! Everything platform-specific, for Unix (Linux first): spawning a service in its own session
-//! that dies with the orchestrator, signalling and probing process groups, reading process
-//! start times and session members from `/proc`, and finding who holds a TCP port.
+//! under a keeper that takes the service's process group along when the orchestrator dies,
+//! signalling and probing process groups, reading process start times and session members from
+//! `/proc`, and finding who holds a TCP port.
 //!
-//! The seam for a future `windows` module is these free functions: [`spawn`],
+//! The seam for a future `windows` module is these free functions: [`spawn`], [`request_kill`],
 //! [`signal_group`], [`group_alive`], [`process_start_ticks`], [`session_members`],
 //! [`kill_session`], [`boot_id`], [`port_owner`], [`parse_signal`] and [`describe_exit`]. Nothing outside
 //! this module calls libc, nix or reads `/proc`. (On Windows a job object would take the place
