@@ -438,7 +438,12 @@ async fn a_downstream_that_never_answers_gets_504_on_time_and_blocks_nothing() {
 #[actix_rt::test]
 async fn a_thousand_concurrent_requests_all_succeed() {
     let services = Services::new();
-    let app = TestApp::spawn_with_env(&services.toml(true, "", |_| vec!["--quiet".into()]), FAST).await;
+    // Health checks at a relaxed pace: this test is about the gateway under load, and on a busy
+    // CI machine FAST's 300 ms probe timeout could mark a service offline (fast fail: 503).
+    let mut env: Vec<(&str, &str)> =
+        FAST.iter().copied().filter(|(k, _)| !k.starts_with("ORCHESTRATOR_HEALTH_TIMEOUT")).collect();
+    env.push(("ORCHESTRATOR_HEALTH_TIMEOUT_MS", "10000"));
+    let app = TestApp::spawn_with_env(&services.toml(true, "", |_| vec!["--quiet".into()]), &env).await;
     let api = app.client();
     for name in ["data", "mt5", "strategy", "pattern"] {
         api.wait_status(name, "online", LONG).await;
