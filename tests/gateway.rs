@@ -378,6 +378,8 @@ fn capture_upstream() -> CaptureUpstream {
     let flag = stopped.clone();
     let closed = Arc::new(AtomicBool::new(false));
     let done = closed.clone();
+    // Requests seen per `/echo/flaky…` path: the first of each is dropped unanswered.
+    let flaky: Arc<std::sync::Mutex<BTreeMap<String, u32>>> = Arc::default();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             if flag.load(Ordering::SeqCst) {
@@ -386,6 +388,7 @@ fn capture_upstream() -> CaptureUpstream {
                 return;
             }
             let flag = flag.clone();
+            let flaky = flaky.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut stream = stream;
@@ -421,6 +424,29 @@ fn capture_upstream() -> CaptureUpstream {
                         return;
                     }
                     let path = target.split('?').next().unwrap_or("");
+                    if path.starts_with("/echo/flaky") {
+                        let attempt = {
+                            let mut seen = flaky.lock().unwrap();
+                            let n = seen.entry(path.to_owned()).or_insert(0);
+                            *n += 1;
+                            *n
+                        };
+                        if attempt == 1 {
+                            // Closed without a byte of an answer: the request may or may not
+                            // have been processed.
+                            return;
+                        }
+                        let payload = json!({"method": method, "attempt": attempt}).to_string();
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                            payload.len()
+                        );
+                        if stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(payload.as_bytes())).is_err()
+                        {
+                            return;
+                        }
+                        continue;
+                    }
                     let (status, payload): (u16, Vec<u8>) = match path {
                         "/health" => (200, br#"{"status":"ok"}"#.to_vec()),
                         "/echo/request" => (
@@ -513,6 +539,27 @@ async fn envelopes_statuses_and_headers_cross_the_gateway_as_specified() {
     let r = api.send(api.request("GET", "/api/echo/request").insert_header(("X-Request-Id", "a b<c>")), None).await;
     assert_ne!(r.header("x-request-id").as_deref(), Some("a b<c>"));
     assert_eq!(r.data()["headers"]["x-request-id"], r.header("x-request-id").unwrap().as_str());
+
+    // One retry, only for a GET, only when nothing was answered (SPEC §4): the service drops the
+    // first request to each `/echo/flaky…` path without answering.
+    let r = api.get("/api/echo/flaky-get").await;
+    assert_eq!(r.status, 200, "the GET is sent again: {:?}", r.body);
+    assert_eq!(r.data()["attempt"], 2, "{:?}", r.body);
+    let r = api
+        .send(
+            api.request("POST", "/api/echo/flaky-post").insert_header(("Content-Type", "application/json")),
+            Some(b"{}".to_vec()),
+        )
+        .await;
+    // Refused (503) or broken (502), depending on when the service's close is seen; never retried.
+    assert!(matches!(r.status, 502 | 503) && r.body["success"] == false, "{:?}", r.body);
+    let r = api
+        .send(
+            api.request("POST", "/api/echo/flaky-post").insert_header(("Content-Type", "application/json")),
+            Some(b"{}".to_vec()),
+        )
+        .await;
+    assert_eq!(r.data()["attempt"], 2, "the first POST was sent once, not retried: {:?}", r.body);
 
     // HEAD goes down as GET (the service routes GET only): the GET's status and headers, no body.
     let r = api.send(api.request("HEAD", "/api/echo/request?symbol=EURUSD"), None).await;
