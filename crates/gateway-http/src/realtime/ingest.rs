@@ -30,8 +30,13 @@ pub fn start(registry: Registry, hub: HubHandle) {
                     let entry = &change.entry;
                     let Ok(topic) = Topic::of(EventType::ServiceStatus, Some(&entry.name)) else { continue };
                     let data = serde_json::to_value(entry).unwrap_or_default();
-                    if let Err(e) = publisher.publish(EventType::ServiceStatus, topic, data, None) {
-                        log::warn!("cannot publish service_status of {}: {e}", entry.name);
+                    match publisher.publish(EventType::ServiceStatus, topic, data, None) {
+                        Ok(()) => {}
+                        // Shutdown: the hub stops before the services do; nobody is listening.
+                        Err(hub::HubError::Stopped) => {
+                            log::debug!("service_status of {} after the hub stopped", entry.name)
+                        }
+                        Err(e) => log::warn!("cannot publish service_status of {}: {e}", entry.name),
                     }
                     let gave_up = entry.status == ServiceStatus::Error
                         && change.previous_sub_state != entry.sub_state
@@ -76,8 +81,10 @@ pub fn start(registry: Registry, hub: HubHandle) {
 /// Publishes a `system` notice.
 pub fn system(hub: &HubHandle, data: serde_json::Value) {
     let Ok(topic) = Topic::of(EventType::System, None) else { return };
-    if let Err(e) = hub.publish(EventType::System, topic, data, None) {
-        log::warn!("cannot publish a system event: {e}");
+    match hub.publish(EventType::System, topic, data, None) {
+        Ok(()) => {}
+        Err(hub::HubError::Stopped) => log::debug!("system event after the hub stopped"),
+        Err(e) => log::warn!("cannot publish a system event: {e}"),
     }
 }
 
