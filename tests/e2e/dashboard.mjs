@@ -397,7 +397,7 @@ async function main() {
     await page.locator('tr[data-service="data"] button[data-action="logs"]').click();
     await waitInPage(page, 'log lines of data', () => {
       const view = document.querySelector('#log-view');
-      return document.querySelector('#log-service').value === 'data' && view.textContent.includes('/health');
+      return document.querySelector('#log-service').value === 'data' && view.textContent.includes('data listening on');
     });
     assert.match(await page.locator('#log-status').textContent(), /^data · utolsó 200 sor/);
 
