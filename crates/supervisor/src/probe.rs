@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn port_check() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = crate::test_listener();
         let port = listener.local_addr().unwrap().port();
         let cfg = ServiceConfig::with_defaults(ServiceName::parse("p").unwrap(), port);
         assert!(port_taken(&cfg));
@@ -133,7 +133,7 @@ mod tests {
     #[test]
     fn probes_a_real_listener() {
         actix_rt::System::new().block_on(async {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let listener = crate::test_listener();
             let port = listener.local_addr().unwrap().port();
             let cfg = ServiceConfig::with_defaults(ServiceName::parse("p").unwrap(), port);
             let prober = Prober::new(&cfg, Duration::from_millis(200));

@@ -494,7 +494,7 @@ mod tests {
 
     #[test]
     fn port_owner_finds_our_own_listener() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = crate::test_listener();
         let port = listener.local_addr().unwrap().port();
         let owner = port_owner(port).expect("our listener is found");
         assert_eq!(owner.pid, std::process::id());
