@@ -34,6 +34,12 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// An HTTP client whose idle pooled connections are dropped after 2 s, before the server's 5 s
+/// keep-alive closes them: reusing one the server has just closed fails the request.
+pub fn http_client() -> awc::Client {
+    awc::Client::builder().connector(awc::Connector::new().conn_keep_alive(Duration::from_secs(2))).finish()
+}
+
 /// Polls `f` until it returns `Some` or the deadline passes.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
 where
@@ -155,7 +161,7 @@ impl TestApp {
             .unwrap();
         self.child = Some(child);
         let url = self.url("/api/health");
-        let client = awc::Client::default();
+        let client = http_client();
         eventually("the orchestrator to answer /api/health", Duration::from_secs(20), || {
             let req = client.get(&url).timeout(Duration::from_millis(500));
             async move { req.send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
@@ -209,7 +215,7 @@ impl TestApp {
         Api {
             base: format!("http://127.0.0.1:{}", self.port),
             token: Some(self.token.clone()),
-            client: awc::Client::default(),
+            client: http_client(),
         }
     }
 }
@@ -281,11 +287,11 @@ pub fn assert_envelope(body: &Value) {
 
 impl Api {
     pub fn anonymous(&self) -> Api {
-        Api { base: self.base.clone(), token: None, client: awc::Client::default() }
+        Api { base: self.base.clone(), token: None, client: http_client() }
     }
 
     pub fn with_token(&self, token: &str) -> Api {
-        Api { base: self.base.clone(), token: Some(token.to_owned()), client: awc::Client::default() }
+        Api { base: self.base.clone(), token: Some(token.to_owned()), client: http_client() }
     }
 
     pub fn request(&self, method: &str, path: &str) -> awc::ClientRequest {

@@ -14,6 +14,9 @@ use registry::ServiceConfig;
 /// Largest downstream body the gateway accepts (bigger answers are a 502).
 pub const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
+/// How long an idle pooled connection to a service is reused.
+pub const UPSTREAM_KEEP_ALIVE: Duration = Duration::from_secs(4);
+
 thread_local! {
     static CLIENT: awc::Client = awc::Client::builder()
         .disable_timeout()
@@ -23,7 +26,10 @@ thread_local! {
             awc::Connector::new()
                 .timeout(Duration::from_secs(5))
                 .limit(1024)
-                .conn_keep_alive(Duration::from_secs(15))
+                // Below the idle timeout of the usual servers (actix-web, uvicorn: 5 s). awc
+                // notices a pooled connection the service has closed, but not one it closes
+                // while the request is being written; a POST failed that way is not retried.
+                .conn_keep_alive(UPSTREAM_KEEP_ALIVE)
                 .conn_lifetime(Duration::from_secs(300)),
         )
         .finish();
