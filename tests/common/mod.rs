@@ -212,11 +212,7 @@ impl TestApp {
     }
 
     pub fn client(&self) -> Api {
-        Api {
-            base: format!("http://127.0.0.1:{}", self.port),
-            token: Some(self.token.clone()),
-            client: http_client(),
-        }
+        Api { base: format!("http://127.0.0.1:{}", self.port), token: Some(self.token.clone()), client: http_client() }
     }
 }
 
