@@ -65,25 +65,14 @@ mod supervisor;
 #[cfg(unix)]
 mod unix;
 
-/// Test listeners on ports nothing else will use: outside the kernel's ephemeral range
-/// (32768–60999 on Linux), so no `bind(0)` of a parallel test and no outgoing connection (nor a
-/// TCP self-connect) can take the port after the test drops its listener, and never the same
-/// port twice in this process.
+/// Test listeners on ports nothing else will use once dropped (see `tests/support/ports.rs`).
+#[cfg(test)]
+#[path = "../../../tests/support/ports.rs"]
+mod ports;
+
 #[cfg(test)]
 pub(crate) fn test_listener() -> std::net::TcpListener {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const FIRST: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        assert!(n < SPAN, "no free port left in {FIRST}..{}", FIRST + SPAN);
-        let port = u16::try_from(FIRST + (start + n) % SPAN).unwrap_or(0);
-        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-            return listener;
-        }
-    }
+    ports::unique_listener().unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub use backoff::BackoffPolicy;

@@ -24,24 +24,12 @@ const DEADLINE: Duration = Duration::from_secs(20);
 
 // ---- harness ---------------------------------------------------------------------------------
 
-/// A port no other caller in this process has been given, outside the kernel's ephemeral range
-/// (32768–60999 on Linux) so that no outgoing connection can take it before its server binds,
-/// and free when handed out. `bind("127.0.0.1:0")` alone can return one port twice to two
-/// parallel tests, or the gateway's own port as a service's.
+#[path = "../../../tests/support/ports.rs"]
+mod ports;
+
+/// A port no other caller in this process has been given (see `tests/support/ports.rs`).
 fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const FIRST: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        assert!(n < SPAN, "no free port left in {FIRST}..{}", FIRST + SPAN);
-        let port = u16::try_from(FIRST + (start + n) % SPAN).unwrap();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    ports::unique_port().unwrap()
 }
 
 fn fixture() -> String {

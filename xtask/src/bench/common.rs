@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -378,22 +378,12 @@ pub fn unix_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)).unwrap_or(0)
 }
 
-/// A port not handed out before in this run, outside the kernel's ephemeral range (32768–60999
-/// on Linux) so that no outgoing connection takes it before its server binds, and free now.
+#[path = "../../../tests/support/ports.rs"]
+mod ports;
+
+/// A port not handed out before in this run, free now (see `tests/support/ports.rs`).
 pub fn free_port() -> anyhow::Result<u16> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    const FIRST: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        anyhow::ensure!(n < SPAN, "no free port left in {FIRST}..{}", FIRST + SPAN);
-        let port = u16::try_from(FIRST + (start + n) % SPAN)?;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
+    ports::unique_port().context("finding a free port")
 }
 
 /// `127.0.0.1:port`.
