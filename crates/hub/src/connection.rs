@@ -165,14 +165,6 @@ impl Connection {
         }
     }
 
-    /// How long the adapter may wait to hand one frame to its socket before it gives the peer
-    /// up: the idle timeout. A peer that takes nothing for that long (its socket buffers are
-    /// full and it does not read) is as gone as one that sends nothing, and no close frame can
-    /// reach it any more.
-    pub fn send_timeout(&self) -> Duration {
-        self.hub.config().idle_timeout
-    }
-
     /// Whether a close has been returned (the adapter should have stopped).
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)
