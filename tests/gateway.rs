@@ -636,7 +636,7 @@ async fn down_slow_and_failing_services_answer_503_504_502_at_once() {
         let took = started.elapsed();
         r.assert_error(503, "service_unavailable");
         assert_eq!(r.body["error"], "A(z) Strategy Service jelenleg nem elérhető.");
-        assert!(took < Duration::from_millis(200), "fast fail took {took:?}");
+        assert!(took < Duration::from_millis(1000), "fast fail took {took:?} (the timeout is 10 s)");
     }
     let r = api.send(api.request("GET", "/api/strategies").insert_header(("Accept-Language", "en")), None).await;
     assert_eq!(r.body["error"], "Strategy Service is currently unavailable.");
@@ -719,7 +719,7 @@ async fn dashboard_aggregates_with_one_service_stopped_and_one_hung() {
     api.post("/api/services/pattern/stop").await.data();
     let started = Instant::now();
     let r = api.get("/api/dashboard").await;
-    assert!(started.elapsed() < Duration::from_millis(300), "all down is answered at once");
+    assert!(started.elapsed() < Duration::from_millis(1000), "all down is answered at once (a part may take 2 s)");
     r.assert_error(503, "service_unavailable");
     assert_eq!(r.header("x-gateway-complete").as_deref(), Some("false"));
     let data = &r.body["data"];
@@ -1045,7 +1045,7 @@ async fn a_failed_forward_triggers_an_immediate_probe() {
     // A pooled connection is closed without an answer (a GET is retried) or the connection is
     // refused: either way the service is unavailable.
     r.assert_error(503, "service_unavailable");
-    assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_millis(2000), "{:?} (the timeout is 10 s)", started.elapsed());
     let entry = api
         .wait_service("echo", "to be probed at once", Duration::from_secs(5), |e| {
             e["last_check"]["at"] != checked_at && e["consecutive_failures"].as_u64() >= Some(1)
