@@ -54,7 +54,8 @@ pub(crate) fn spawn(config: &ServiceConfig) -> io::Result<Spawned> {
     }
     // The keeper reports the service's pid through this pipe before the spawn returns.
     let (report_rx, report_tx) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-    install_keeper(&mut cmd, report_tx.as_raw_fd(), keeper_name(config.name.as_str()));
+    let title = format!("keep:{}", config.name.as_str()).into_bytes();
+    install_keeper(&mut cmd, report_tx.as_raw_fd(), keeper_name(config.name.as_str()), title);
     let spawned = cmd.spawn();
     drop(report_tx);
     let child = spawned?;
@@ -77,6 +78,22 @@ fn keeper_name(service: &str) -> [u8; 16] {
         *dst = *src;
     }
     name
+}
+
+/// Where this process's command line lives in its memory (`arg_start`, `arg_end`: fields 48
+/// and 49 of `/proc/self/stat`), read once. A keeper writes its title there, so that `ps -f`
+/// and `pgrep -f` show `keep:NAME` rather than a second copy of the orchestrator's command.
+fn argument_area() -> Option<(usize, usize)> {
+    static AREA: std::sync::OnceLock<Option<(usize, usize)>> = std::sync::OnceLock::new();
+    *AREA.get_or_init(|| {
+        let text = fs::read_to_string("/proc/self/stat").ok()?;
+        let rest = &text[text.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // fields[0] is field 3, so field N is fields[N - 3].
+        let start: usize = fields.get(45)?.parse().ok()?;
+        let end: usize = fields.get(46)?.parse().ok()?;
+        (start != 0 && end > start).then_some((start, end))
+    })
 }
 
 /// The keeper's parent-death signal: the orchestrator (its supervisor thread) is gone.
@@ -102,14 +119,17 @@ fn kill_request_signal() -> libc::c_int {
 /// The orchestrator is multithreaded, so everything after the first fork must be
 /// async-signal-safe: only system calls, no allocation, no lock, no Rust I/O.
 #[allow(unsafe_code)]
-fn install_keeper(cmd: &mut Command, report_fd: RawFd, name: [u8; 16]) {
+fn install_keeper(cmd: &mut Command, report_fd: RawFd, name: [u8; 16], title: Vec<u8>) {
     let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+    let arguments = argument_area();
     let gone_signal = orchestrator_gone_signal();
     let kill_signal = kill_request_signal();
     // SAFETY: the closure runs in the forked child before exec and makes only async-signal-safe
     // system calls (setsid, sigprocmask, prctl, getpid, getppid, sigaction, fork, write,
     // close_range, setrlimit, waitpid, sigtimedwait, kill, _exit); it allocates nothing and
-    // touches no lock. `io::Error::last_os_error` only reads errno.
+    // touches no lock. `io::Error::last_os_error` only reads errno. The keeper also overwrites
+    // its own copy of the argument strings (a range of its stack the kernel reports, see
+    // `argument_area`) with the title prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setsid() == -1 {
@@ -158,6 +178,14 @@ fn install_keeper(cmd: &mut Command, report_fd: RawFd, name: [u8; 16]) {
             let report = service.to_ne_bytes();
             libc::write(report_fd, report.as_ptr().cast(), report.len());
             close_every_descriptor();
+            if let Some((start, end)) = arguments {
+                // The keeper's own copy of the argument strings (copy-on-write since the fork):
+                // its title, then NULs to the end of the area.
+                let area = start as *mut u8;
+                let len = end - start;
+                std::ptr::write_bytes(area, 0, len);
+                std::ptr::copy_nonoverlapping(title.as_ptr(), area, title.len().min(len - 1));
+            }
             // No core file of this copy of the orchestrator when it re-raises a service's SIGSEGV.
             let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
             libc::setrlimit(libc::RLIMIT_CORE, &no_core);
@@ -533,6 +561,9 @@ mod tests {
         let keeper = stat(s.pgid).unwrap();
         assert_eq!((keeper.ppid, keeper.pgrp, keeper.session), (std::process::id(), s.pgid, s.pgid));
         assert_eq!(fs::read_to_string(format!("/proc/{}/comm", s.pgid)).unwrap().trim(), "keep:keeper-tes");
+        // Its command line is its title (NUL-padded), not a copy of the orchestrator's.
+        let cmdline = fs::read(format!("/proc/{}/cmdline", s.pgid)).unwrap();
+        assert_eq!(String::from_utf8_lossy(&cmdline).trim_end_matches('\0'), "keep:keeper-test");
         assert_eq!(fs::read_dir(format!("/proc/{}/fd", s.pgid)).unwrap().count(), 0, "the keeper holds no descriptor");
         // The stop signal goes to the whole group; the keeper ignores it and ends like the service.
         assert!(signal_group(s.pgid, Signal::SIGTERM).unwrap());
