@@ -13,7 +13,6 @@ use bytes::Bytes;
 use gateway_core::{Problem, Reason, Topic, TopicPattern};
 use hub::{ClientInfo, Frame, Outbound, SubscribeRequest, Transport};
 use serde::Deserialize;
-use tokio::sync::mpsc;
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -78,7 +77,7 @@ pub async fn stream(
 
     let hub = &state.hub;
     let info = ClientInfo { principal, remote_addr: req.peer_addr().map(|a| a.to_string()), transport: Transport::Sse };
-    let mut session = hub.connect(info).await?;
+    let session = hub.connect(info).await?;
     let subscribed = hub.subscribe(&session.id, SubscribeRequest { patterns, since, epoch, ack: None }).await?;
     let hello = serde_json::json!({
         "client_id": session.id,
@@ -89,44 +88,56 @@ pub async fn stream(
     let hello = format!("retry: {RETRY_MS}\n\nevent: subscribed\ndata: {hello}\n\n");
 
     let heartbeat = Duration::from_millis(state.config.hub.sse_heartbeat_ms);
-    // A stream that takes nothing for this long is given up (as a silent WebSocket is).
-    let send_timeout = hub.config().idle_timeout;
-    let (tx, rx) = mpsc::channel::<Result<Bytes, actix_web::Error>>(64);
-    actix_rt::spawn(async move {
-        let send = |chunk: Bytes| {
-            let tx = tx.clone();
-            async move { matches!(tokio::time::timeout(send_timeout, tx.send(Ok(chunk))).await, Ok(Ok(()))) }
-        };
-        if !send(Bytes::from(hello)).await {
-            return;
-        }
-        let mut tick = actix_rt::time::interval(heartbeat);
-        tick.tick().await;
-        loop {
-            let chunk = tokio::select! {
-                out = session.outbound.recv() => match out {
-                    Some(Outbound::Frame(frame)) => event_block(&frame),
-                    Some(Outbound::Close { code, reason }) => {
-                        let data = serde_json::json!({ "code": code, "reason": reason });
-                        let _ = send(Bytes::from(format!("event: close\ndata: {data}\n\n"))).await;
-                        break;
-                    }
-                    None => break,
-                },
-                _ = tick.tick() => Bytes::from_static(b": heartbeat\n\n"),
-            };
-            if !send(chunk).await {
-                log::info!("SSE client {} went away or stopped reading", session.id);
-                break; // dropping the session unregisters the client
-            }
-        }
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // As for `/ws`, the loop is the response body: the dispatcher polls it when the socket can
+    // take more. A client that stops reading stops the polling; the kernel gives the connection
+    // up after the listener's `TCP_USER_TIMEOUT`, and dropping the body unregisters the client.
+    let stream = Stream { hello: Some(Bytes::from(hello)), session: Some(session), tick };
+    let body = futures_util::stream::unfold(stream, |mut stream| async move {
+        let chunk = stream.next_chunk().await?;
+        Some((Ok::<Bytes, std::convert::Infallible>(chunk), stream))
     });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(body))
+}
+
+/// One SSE client's stream.
+struct Stream {
+    /// The `subscribed` event, sent first.
+    hello: Option<Bytes>,
+    /// `None` once the stream has ended.
+    session: Option<hub::ClientSession>,
+    tick: tokio::time::Interval,
+}
+
+impl Stream {
+    /// The next chunk of the response; `None` ends it.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(hello) = self.hello.take() {
+            return Some(hello);
+        }
+        let session = self.session.as_mut()?;
+        let chunk = tokio::select! {
+            out = session.outbound.recv() => match out {
+                Some(Outbound::Frame(frame)) => event_block(&frame),
+                Some(Outbound::Close { code, reason }) => {
+                    self.session = None;
+                    let data = serde_json::json!({ "code": code, "reason": reason });
+                    Bytes::from(format!("event: close\ndata: {data}\n\n"))
+                }
+                None => {
+                    self.session = None;
+                    return None;
+                }
+            },
+            _ = self.tick.tick() => Bytes::from_static(b": heartbeat\n\n"),
+        };
+        Some(chunk)
+    }
 }
 
 /// `id: topic@seq` (events only) and `data: {json}`.
