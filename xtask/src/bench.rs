@@ -9,6 +9,7 @@
 //! `target/bench/<suite>-<time>/report.md` next to the logs of every process of the run.
 
 mod common;
+mod floor_ws;
 mod gateway;
 mod http;
 mod hub;
@@ -27,6 +28,7 @@ suites:
   supervisor   kill -9 -> healthy again: orchestrator vs supervisord vs PM2 vs the floor
   gateway      forwarding throughput/latency vs nginx and FastAPI+httpx; health and dashboard p99
   hub          WebSocket fan-out latency, 5 000 clients held, RSS and idle CPU vs a FastAPI broadcaster
+               and the floor (a minimal epoll broadcaster: one send(2) per client per event)
   all          the three above, in that order
   setup        install the Python and Node peers into target/bench-tools (pip, npm)
   check        list the tools the suites need and how to install the missing ones
@@ -47,6 +49,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         print!("{USAGE}");
         return Ok(());
     };
+    if suite == "floor-ws" {
+        // The hub suite's floor server (started by the suite itself, see floor_ws.rs).
+        return floor_ws::run(&args[1..]);
+    }
     let mut opts = common::Options::default();
     let mut it = args[1..].iter();
     while let Some(a) = it.next() {
