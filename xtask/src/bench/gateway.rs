@@ -1,6 +1,7 @@
 //! `cargo xtask bench gateway`: wrk against one simulated upstream directly, through nginx
 //! (1 worker, upstream keepalive), through the orchestrator (viewer token: auth, validation and
-//! envelope on) and through a minimal FastAPI + uvicorn + httpx proxy, at 50 and 200
+//! envelope on), through the bare actix-web + awc floor (`xtask/examples/actix_proxy_floor.rs`) and
+//! through a minimal FastAPI + uvicorn + httpx proxy, at 50 and 200
 //! connections, in interleaved rounds; then `GET /api/health` and `GET /api/dashboard` latency
 //! with healthy services and with one service hung.
 
@@ -262,6 +263,20 @@ fn start_orchestrator(ctx: &Ctx, bin: &Path, dir: &Path, ups: &Upstreams) -> any
     Ok((proc, port, viewer))
 }
 
+/// Builds the framework floor proxy (release) and returns its path.
+fn build_floor() -> anyhow::Result<std::path::PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("$ cargo build --release -p xtask --example actix_proxy_floor");
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "-p", "xtask", "--example", "actix_proxy_floor"])
+        .status()
+        .context("running cargo build --release --example actix_proxy_floor")?;
+    if !status.success() {
+        bail!("building the actix floor proxy failed ({status})");
+    }
+    Ok(common::super_root().join("target/release/examples/actix_proxy_floor"))
+}
+
 /// Runs the suite.
 pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     ctx.tools.require(&["wrk", "nginx", "venv"])?;
@@ -292,6 +307,13 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         None => None,
     };
 
+    // The framework floor: actix-web + awc and nothing else (xtask/examples/actix_proxy_floor.rs).
+    let floor_bin = build_floor()?;
+    let floor_port = free_port()?;
+    let mut cmd = ctx.command(ctx.sut_cpu(), &floor_bin);
+    cmd.arg(floor_port.to_string()).arg(up.to_string());
+    let floor = Proc::spawn("actix floor proxy", &mut cmd, &dir.join("actix-floor.log"))?;
+
     // FastAPI + httpx
     let fa_port = free_port()?;
     let python = ctx.tools.venv_python.clone().context("venv missing")?;
@@ -310,6 +332,7 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let mut ready = vec![
         ("nginx", ngx_port, PATH, &[][..]),
         ("orchestrator", orch_port, orch_path.as_str(), &auth_h[..]),
+        ("actix floor proxy", floor_port, PATH, &[][..]),
         ("FastAPI proxy", fa_port, "/api/ticks/latest?symbol=EURUSD", &[][..]),
     ];
     if let Some(o) = &other {
@@ -326,6 +349,12 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         ("direct (upstream alone)".into(), format!("http://127.0.0.1:{up}{PATH}"), vec![], up_pid),
         ("nginx (1 worker, keepalive)".into(), format!("http://127.0.0.1:{ngx_port}{PATH}"), vec![], nginx_proc.pid()),
         ("orchestrator".into(), format!("http://127.0.0.1:{orch_port}/api{PATH}"), auth_header.clone(), orch.pid()),
+        (
+            "actix-web + awc floor (no gateway work)".into(),
+            format!("http://127.0.0.1:{floor_port}{PATH}"),
+            vec![],
+            floor.pid(),
+        ),
         ("FastAPI + uvicorn + httpx".into(), format!("http://127.0.0.1:{fa_port}/api{PATH}"), vec![], fastapi.pid()),
     ];
     if let (Some(o), Some(bin)) = (&other, &ctx.opts.also_bin) {
@@ -377,7 +406,9 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
          (one actix worker, no per-request log line). The proxy under test runs alone on one CPU; wrk and the upstream \
          share the other (in the direct row the upstream has the first CPU to itself). Every proxy logs each request \
          to a file, as it does by default (nginx access_log, the orchestrator's `access` log at info, uvicorn's access log). \
-         The orchestrator is given a viewer token: auth, query validation (symbol in the `symbols` setting) and the envelope are on.\n"
+         The orchestrator is given a viewer token: auth, query validation (symbol in the `symbols` setting) and the envelope are on. \
+         The actix-web + awc floor (`xtask/examples/actix_proxy_floor.rs`) is the orchestrator's stack with nothing of the gateway: \
+         one handler that forwards with a pooled awc client, no middleware, no log.\n"
     ));
     ctx.line("| path | conns | req/s | p50 ms | p99 ms | server CPU µs/request | errors | CPU busy (last round) |");
     ctx.line("|---|---:|---:|---:|---:|---:|---:|---|");
@@ -413,6 +444,14 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             100.0 * o_rps / n_rps,
             if o_p99 <= n_p99 { "met" } else { "NOT met" },
         ));
+        if let Some(fi) = targets.iter().position(|t| t.0.starts_with("actix-web + awc floor")) {
+            let (f_rps, f_p99) = med[fi][ci];
+            ctx.line(&format!(
+                "The framework floor (actix-web + awc, no gateway work): {f_rps:.0} req/s ({:.0} % of nginx, the orchestrator at {:.0} % of it), p99 {f_p99:.2} ms.",
+                100.0 * f_rps / n_rps,
+                100.0 * o_rps / f_rps,
+            ));
+        }
     }
 
     // Health and dashboard latency.
