@@ -760,6 +760,41 @@ impl Drop for OutsideSim {
 }
 
 #[actix_rt::test]
+async fn a_dashboard_request_in_flight_is_released_when_another_finds_the_source_hung() {
+    // pattern's routes never answer, its health does; its part deadline is the 2 s budget.
+    let services = Services::new();
+    let config = services.toml_by_role(true, |role| match role {
+        "pattern" => (vec!["--response-delay-ms".into(), "600000".into()], String::new()),
+        _ => (Vec::new(), String::new()),
+    });
+    let app = app_with(&config, &["mt5", "strategy", "pattern"]).await;
+    let api = app.client();
+    // A starts; B starts a second later, while A is still waiting on pattern.
+    let first = async {
+        let started = Instant::now();
+        let r = api.get("/api/dashboard").await;
+        (started.elapsed(), r)
+    };
+    let second = async {
+        actix_rt::time::sleep(Duration::from_millis(1000)).await;
+        let started = Instant::now();
+        let r = api.get("/api/dashboard").await;
+        (started.elapsed(), r)
+    };
+    let ((took_a, a), (took_b, b)) = futures_util::future::join(first, second).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(b.status, 200, "{:?}", b.body);
+    assert!(took_a >= Duration::from_millis(1900), "A waits the deadline: {took_a:?}");
+    assert_eq!(a.body["data"]["meta"]["sources"]["pattern"]["status"], "timeout", "{:?}", a.body);
+    // B is released when A's part runs out (about 1 s after B started), not at its own deadline (2 s).
+    assert!(took_b < Duration::from_millis(1500), "B does not wait out its own deadline: {took_b:?}");
+    let pattern = &b.body["data"]["meta"]["sources"]["pattern"];
+    assert_eq!(pattern["status"], "unresponsive", "{:?}", b.body);
+    assert_eq!(b.body["data"]["meta"]["sources"]["mt5"]["status"], "ok", "{:?}", b.body);
+    assert!(b.body["data"]["account"]["balance"].is_number(), "{:?}", b.body);
+}
+
+#[actix_rt::test]
 async fn a_hung_source_is_not_waited_on_until_it_answers_again() {
     // pattern is external, so this test can replace the hung instance by a healthy one on the
     // same port: its routes never answer, its health does (it stays online).

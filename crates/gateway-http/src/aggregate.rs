@@ -96,11 +96,15 @@ impl Instance {
 /// Sources of the dashboard suspected of hanging: one of their parts ran out of time, while the
 /// service may still be online (its `/health` answers). The dashboard does not wait on a suspect:
 /// its parts are `null` at once (`unresponsive`), and at most one background trial per source
-/// finds out whether it answers again. A trial that is not a timeout clears the suspicion, and so
+/// finds out whether it answers again. Calls already in flight to a source when it becomes
+/// suspect are given up at that moment, so no dashboard request waits longer than the first one
+/// that found the source hanging. A trial that is not a timeout clears the suspicion, and so
 /// does any change of the service's instance in the registry. Forwarding knows nothing of this.
 #[derive(Debug, Default)]
 pub struct Suspects {
     inner: Mutex<SuspectTable>,
+    /// Woken whenever a source becomes suspect.
+    marked: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -164,6 +168,20 @@ impl Suspects {
         table.next_epoch += 1;
         let epoch = table.next_epoch;
         table.by_service.insert(service.to_owned(), Suspect { instance: before.clone(), timeout, trial: false, epoch });
+        drop(table);
+        self.marked.notify_waiters();
+    }
+
+    /// Resolves when `service` is suspect (at once if it already is).
+    async fn until_suspect(&self, service: &str) {
+        loop {
+            // Created before the check: a suspicion marked in between still wakes it.
+            let marked = self.marked.notified();
+            if self.inner.lock().by_service.contains_key(service) {
+                return;
+            }
+            marked.await;
+        }
     }
 
     /// The verdict of the trial of suspicion `epoch`: still hanging, or not (answered, or failed
@@ -204,7 +222,11 @@ async fn fetch_part(
         // Fast fail: a service known to be down costs nothing.
         Some(i) if i.status.accepts_requests() => match state.suspects.verdict(name, i) {
             Verdict::Call => {
-                let fetched = call(state, &service, path, timeout, &ctx.request_id).await;
+                let fetched = tokio::select! {
+                    fetched = call(state, &service, path, timeout, &ctx.request_id) => fetched,
+                    // Another request found it hanging meanwhile: do not wait out the deadline.
+                    () = state.suspects.until_suspect(name) => unresponsive(&service, timeout),
+                };
                 if fetched.timed_out() {
                     let now = state.registry.state(name).map(|s| Instance::of(&s));
                     state.suspects.timed_out(name, i, now.as_ref(), timeout);
@@ -215,11 +237,7 @@ async fn fetch_part(
                 if let Some(epoch) = trial {
                     start_trial(state, &service, epoch, &ctx.request_id);
                 }
-                let timeout_ms = millis(timeout);
-                Fetched::Failed(
-                    "unresponsive",
-                    Problem::UpstreamUnresponsive { service: service.display_name.clone(), timeout_ms },
-                )
+                unresponsive(&service, timeout)
             }
         },
         _ => Fetched::Failed(Failure::Connect.label(), Failure::Connect.problem(&service, timeout)),
@@ -233,6 +251,12 @@ async fn fetch_part(
         }
     };
     Some(PartResult { part, service: service.name.to_string(), data, source, problem })
+}
+
+/// A part not waited on: its source is suspected of hanging on `timeout`.
+fn unresponsive(service: &ServiceConfig, timeout: Duration) -> Fetched {
+    let timeout_ms = millis(timeout);
+    Fetched::Failed("unresponsive", Problem::UpstreamUnresponsive { service: service.display_name.clone(), timeout_ms })
 }
 
 /// One call of a part's path on `service`, with metrics and the passive health check.
@@ -380,6 +404,25 @@ mod tests {
 
     fn skip(trial: Option<u64>) -> Verdict {
         Verdict::Skip { timeout: T, trial }
+    }
+
+    #[actix_rt::test]
+    async fn a_call_in_flight_is_released_when_its_source_becomes_suspect() {
+        let s = std::sync::Arc::new(Suspects::default());
+        let waiting = actix_rt::spawn({
+            let s = s.clone();
+            async move { s.until_suspect("pattern").await }
+        });
+        tokio::task::yield_now().await;
+        s.timed_out("mt5", &online(2), Some(&online(2)), T);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "another source's suspicion does not release it");
+        s.timed_out("pattern", &online(1), Some(&online(1)), T);
+        let released = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+        assert!(released.is_ok_and(|r| r.is_ok()), "released when it becomes suspect");
+        // Already suspect: at once.
+        let at_once = tokio::time::timeout(Duration::from_secs(5), s.until_suspect("pattern")).await;
+        assert!(at_once.is_ok(), "already suspect");
     }
 
     #[test]
