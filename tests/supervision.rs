@@ -278,3 +278,47 @@ async fn sigkill_of_the_orchestrator_leaves_no_service_behind() {
     })
     .await;
 }
+
+/// A status line of `/proc/PID/status` in kB (e.g. `RssAnon`).
+fn status_kb(pid: u32, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = text.lines().find(|l| l.starts_with(&format!("{key}:"))).unwrap_or_else(|| panic!("{key} in {text}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[actix_rt::test]
+async fn a_keeper_is_a_fresh_small_process_not_a_copy_of_the_orchestrator() {
+    let port = free_port();
+    let app = TestApp::spawn_with_env(&one_service("data", port, &[], "autostart = true"), FAST).await;
+    let api = app.client();
+    let service = pid_of(&api.wait_status("data", "online", LONG).await);
+    let keeper = parent_of(service);
+    assert_eq!(parent_of(keeper), app.pid());
+    let cmdline = std::fs::read(format!("/proc/{keeper}/cmdline")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&cmdline).trim_end_matches('\0'), "keep:data");
+    assert_eq!(std::fs::read_to_string(format!("/proc/{keeper}/comm")).unwrap().trim(), "keep:data");
+    // Re-executed: its environment is the keeper's specification alone, not the orchestrator's.
+    let environ = std::fs::read(format!("/proc/{keeper}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    let vars: Vec<&str> = environ.split('\0').filter(|v| !v.is_empty()).collect();
+    assert_eq!(vars.len(), 1, "{vars:?}");
+    assert!(vars[0].starts_with(&format!("ORCHESTRATOR_KEEPER={service}:{}:", app.pid())), "{vars:?}");
+    // Its anonymous memory is its own few pages, not the orchestrator's heap shared copy-on-write.
+    let (keeper_anon, orchestrator_anon) = (status_kb(keeper, "RssAnon"), status_kb(app.pid(), "RssAnon"));
+    assert!(
+        keeper_anon < 4096 && keeper_anon * 2 < orchestrator_anon,
+        "keeper {keeper_anon} kB anonymous, orchestrator {orchestrator_anon} kB"
+    );
+
+    // It still ends like its service, and stops with it.
+    kill(service, Signal::SIGKILL);
+    let back = api
+        .wait_service("data", "online with a new pid", LONG, |e| e["status"] == "online" && pid_of(e) != service)
+        .await;
+    assert_eq!(back["last_exit"]["signal"], "SIGKILL", "{back}");
+    eventually("the old keeper to be reaped", LONG, || async { (!alive(keeper)).then_some(()) }).await;
+    let new_keeper = parent_of(pid_of(&back));
+    assert_ne!(new_keeper, keeper);
+    api.post("/api/services/data/stop").await.data();
+    eventually("the new keeper to be gone", LONG, || async { (!alive(new_keeper)).then_some(()) }).await;
+}

@@ -74,6 +74,9 @@ enum TokenCommand {
 }
 
 fn main() -> ExitCode {
+    // A keeper the supervisor re-executed runs here and never returns.
+    #[cfg(unix)]
+    supervisor::keeper_entry();
     let cli = Cli::parse();
     if let Some(Command::Sim(args)) = cli.command {
         return match simulator::run(args) {

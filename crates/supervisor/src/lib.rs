@@ -79,3 +79,5 @@ pub use backoff::BackoffPolicy;
 pub use error::SupervisorError;
 pub use logs::{LOG_FILE_MAX_BYTES, LOG_FILES_KEPT, LogLine, MAX_LINE_BYTES, RING_BYTES, RING_LINES};
 pub use supervisor::{Supervisor, SupervisorConfig, SupervisorHandle};
+#[cfg(unix)]
+pub use unix::keeper_entry;

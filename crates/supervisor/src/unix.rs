@@ -16,6 +16,7 @@ use std::os::fd::{AsRawFd as _, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -106,6 +107,88 @@ fn kill_request_signal() -> libc::c_int {
     libc::SIGRTMIN() + 1
 }
 
+/// Set in the environment of a keeper that re-executes the binary (and nowhere else):
+/// `service pid:orchestrator pid:gone signal:kill signal`.
+const KEEPER_ENV: &str = "ORCHESTRATOR_KEEPER";
+
+/// Whether this binary agreed to be re-executed as a keeper ([`keeper_entry`]).
+static REEXEC: AtomicBool = AtomicBool::new(false);
+
+/// For a binary that embeds the supervisor: call it first thing in `main`.
+///
+/// In a process the supervisor started as a keeper, it runs the keeper and never returns.
+/// Otherwise it returns at once, and from then on this binary's keepers re-execute it
+/// (`/proc/self/exe`) instead of living on in the copy-on-write image of the whole process that
+/// forked them: a fork of an orchestrator that holds 100 MB (thousands of WebSocket clients,
+/// say) would keep the pre-fork version of every page the orchestrator later changes or frees,
+/// for as long as the service runs. Without the call, keepers stay in that forked image.
+pub fn keeper_entry() {
+    if let Some(spec) = std::env::var_os(KEEPER_ENV) {
+        run_reexecuted_keeper(&spec.to_string_lossy());
+    }
+    REEXEC.store(true, Ordering::Relaxed);
+}
+
+/// The keeper after its `execve`: its signal mask (all blocked), parent-death signal, session,
+/// child (the service) and resource limits came through the exec; the rest is set again.
+#[allow(unsafe_code)]
+fn run_reexecuted_keeper(spec: &str) -> ! {
+    let fields: Vec<libc::pid_t> = spec.split(':').filter_map(|f| f.parse().ok()).collect();
+    // A keeper leads its own session (whose group it kills when its orchestrator is gone, which
+    // may already be the case); anything else (a stray variable in someone's shell) is refused
+    // before it could signal a group that is not its own.
+    // SAFETY: getsid and getpid have no preconditions.
+    let leads_session = unsafe { libc::getsid(0) == libc::getpid() };
+    let &[service, parent, gone_signal, kill_signal] = fields.as_slice() else {
+        eprintln!("{KEEPER_ENV}={spec}: not a keeper specification");
+        std::process::exit(2);
+    };
+    if !leads_session {
+        eprintln!("{KEEPER_ENV} is set, but this process was not started as a keeper by the supervisor");
+        std::process::exit(2);
+    }
+    let title = std::env::args_os().next().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut name = [0u8; 16];
+    for (dst, src) in name.iter_mut().take(15).zip(title.bytes()) {
+        *dst = src;
+    }
+    // SAFETY: prctl and sigprocmask on this process only; `name` is NUL-terminated.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0);
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0);
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+        keep(service, parent, gone_signal, kill_signal)
+    }
+}
+
+/// Writes `n` in decimal at `buf[at..]`; returns the index after it (no allocation: this runs
+/// between fork and exec). Stops at the end of `buf`.
+fn put_decimal(buf: &mut [u8], mut at: usize, n: i64) -> usize {
+    let mut digits = [0u8; 20];
+    let (mut len, mut rest) = (0, n.unsigned_abs());
+    loop {
+        digits[len] = b'0' + (rest % 10) as u8;
+        len += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 && at < buf.len() {
+        buf[at] = b'-';
+        at += 1;
+    }
+    for d in digits[..len].iter().rev() {
+        if at < buf.len() {
+            buf[at] = *d;
+            at += 1;
+        }
+    }
+    at
+}
+
 /// Installs the pre-exec hook that puts a keeper between the orchestrator and the service.
 ///
 /// In the forked child (the keeper-to-be): a new session (pgid = sid = its pid), every signal
@@ -114,7 +197,9 @@ fn kill_request_signal() -> libc::c_int {
 /// (tied to the keeper), its inherited signal mask back, and returns, so std execs the command. The
 /// keeper never returns: it reports the service's pid, closes every descriptor (std's exec
 /// error pipe among them, so the spawn returns once the service has exec'd; the stdout/stderr
-/// pipes too, so their end of file is the service side's), and runs [`keep`].
+/// pipes too, so their end of file is the service side's), and runs [`keep`]: after
+/// re-executing the binary as `keep:NAME` when the binary called [`keeper_entry`] (a small,
+/// fresh image), or in the forked image when it did not or the exec failed.
 ///
 /// The orchestrator is multithreaded, so everything after the first fork must be
 /// async-signal-safe: only system calls, no allocation, no lock, no Rust I/O.
@@ -124,6 +209,13 @@ fn install_keeper(cmd: &mut Command, report_fd: RawFd, name: [u8; 16], title: Ve
     let arguments = argument_area();
     let gone_signal = orchestrator_gone_signal();
     let kill_signal = kill_request_signal();
+    // Everything the re-exec needs is made before the fork; only the service's pid is written
+    // into `spec` after it.
+    let reexec = REEXEC.load(Ordering::Relaxed).then(|| {
+        let exe = std::ffi::CString::new("/proc/self/exe").unwrap_or_default();
+        let argv0 = std::ffi::CString::new(title.clone()).unwrap_or_default();
+        (exe, argv0)
+    });
     // SAFETY: the closure runs in the forked child before exec and makes only async-signal-safe
     // system calls (setsid, sigprocmask, prctl, getpid, getppid, sigaction, fork, write,
     // close_range, setrlimit, waitpid, sigtimedwait, kill, _exit); it allocates nothing and
@@ -178,6 +270,24 @@ fn install_keeper(cmd: &mut Command, report_fd: RawFd, name: [u8; 16], title: Ve
             let report = service.to_ne_bytes();
             libc::write(report_fd, report.as_ptr().cast(), report.len());
             close_every_descriptor();
+            if let Some((exe, argv0)) = &reexec {
+                // NUL-terminated: the last byte is never written.
+                let mut spec = [0u8; 96];
+                let prefix = b"ORCHESTRATOR_KEEPER=";
+                spec[..prefix.len()].copy_from_slice(prefix);
+                let mut at = prefix.len();
+                for (i, n) in [service, parent, gone_signal, kill_signal].into_iter().enumerate() {
+                    if i > 0 && at < 95 {
+                        spec[at] = b':';
+                        at += 1;
+                    }
+                    at = put_decimal(&mut spec[..95], at, i64::from(n));
+                }
+                let argv = [argv0.as_ptr(), std::ptr::null()];
+                let envp = [spec.as_ptr().cast::<libc::c_char>(), std::ptr::null()];
+                libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                // The exec failed: stay a keeper in this image.
+            }
             if let Some((start, end)) = arguments {
                 // The keeper's own copy of the argument strings (copy-on-write since the fork):
                 // its title, then NULs to the end of the area.
@@ -605,6 +715,18 @@ mod tests {
         let gone_at = std::time::Instant::now();
         wait_until("the group to die with the thread", Duration::from_secs(1), || live_members(pgid) == 0);
         eprintln!("group of {pid} gone {:?} after its spawning thread", gone_at.elapsed());
+    }
+
+    #[test]
+    fn decimals_are_written_without_allocating() {
+        let mut buf = [0u8; 32];
+        let end = put_decimal(&mut buf, 0, 4_194_304);
+        let end = put_decimal(&mut buf, end, 0);
+        let end = put_decimal(&mut buf, end, -35);
+        assert_eq!(&buf[..end], b"41943040-35");
+        let mut tiny = [0u8; 3];
+        assert_eq!(put_decimal(&mut tiny, 0, 123_456), 3, "stops at the end of the buffer");
+        assert_eq!(&tiny, b"123");
     }
 
     #[test]
