@@ -9,7 +9,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -372,7 +371,7 @@ impl CaptureUpstream {
 }
 
 fn capture_upstream() -> CaptureUpstream {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = common::unique_listener();
     let port = listener.local_addr().unwrap().port();
     let stopped = Arc::new(AtomicBool::new(false));
     let flag = stopped.clone();

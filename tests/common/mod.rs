@@ -21,6 +21,11 @@ pub fn free_port() -> u16 {
     ports::unique_port().unwrap()
 }
 
+/// A listener on such a port, for a test's own server.
+pub fn unique_listener() -> std::net::TcpListener {
+    ports::unique_listener().unwrap()
+}
+
 /// An HTTP client whose idle pooled connections are dropped after 2 s, before the server's 5 s
 /// keep-alive closes them: reusing one the server has just closed fails the request.
 pub fn http_client() -> awc::Client {

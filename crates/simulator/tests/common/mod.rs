@@ -11,12 +11,18 @@ use futures_util::{Stream, StreamExt as _};
 use serde_json::Value;
 use simulator::{Role, SimArgs, SimServer, serve};
 
-/// Starts `role` on a free port with quiet access logs, after `tweak` adjusts its arguments.
+/// Ports outside the ephemeral range, never handed out twice in this process (see the file).
+#[path = "../../../../tests/support/ports.rs"]
+mod ports;
+
+/// Starts `role` on a free port with quiet access logs, after `tweak` adjusts its arguments. The
+/// port comes from the shared allocator, so a test that checks the port is released after a
+/// shutdown cannot see another test's server bound to it meanwhile.
 pub async fn start(role: Role, tweak: impl FnOnce(&mut SimArgs)) -> SimServer {
     let mut args = SimArgs::new(role);
     args.quiet = true;
     tweak(&mut args);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener: TcpListener = ports::unique_listener().unwrap();
     serve(args, listener).await.unwrap()
 }
 
