@@ -322,3 +322,48 @@ async fn a_keeper_is_a_fresh_small_process_not_a_copy_of_the_orchestrator() {
     api.post("/api/services/data/stop").await.data();
     eventually("the new keeper to be gone", LONG, || async { (!alive(new_keeper)).then_some(()) }).await;
 }
+
+/// A service whose command starts a helper in a session of its own (`setsid`), outside the
+/// service's process group, marked by a unique `sleep` duration.
+fn service_with_a_detached_helper(port: u16, marker: u32) -> String {
+    let script = format!("setsid sleep {marker} & exec {:?} sim data --port {port}", exe());
+    format!(
+        "[[service]]\nname = \"data\"\ndisplay_name = \"data service\"\nroutes = [\"data-res\"]\nport = {port}\n\
+         command = [\"sh\", \"-c\", {script:?}]\nautostart = true\n"
+    )
+}
+
+#[actix_rt::test]
+async fn a_helper_in_its_own_session_goes_with_its_service() {
+    // Stopped through the API: the helper goes too.
+    let (port, marker) = (free_port(), 7_000 + std::process::id() % 1_000);
+    let app = TestApp::spawn_with_env(&service_with_a_detached_helper(port, marker), FAST).await;
+    let api = app.client();
+    api.wait_status("data", "online", LONG).await;
+    let helper = format!("sleep {marker}");
+    eventually("the detached helper to run", LONG, || async { (processes_matching(&helper).len() == 1).then_some(()) })
+        .await;
+    let pid = processes_matching(&helper)[0];
+    let sid = nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(pid as i32))).unwrap().as_raw();
+    assert_eq!(sid as u32, pid, "the helper leads a session of its own");
+    api.post("/api/services/data/stop").await.data();
+    eventually("the helper to go with its service's stop", LONG, || async {
+        processes_matching(&helper).is_empty().then_some(())
+    })
+    .await;
+    drop(app);
+
+    // kill -9 of the orchestrator: the helper goes too.
+    let (port, marker) = (free_port(), 8_000 + std::process::id() % 1_000);
+    let mut app = TestApp::spawn_with_env(&service_with_a_detached_helper(port, marker), FAST).await;
+    app.client().wait_status("data", "online", LONG).await;
+    let helper = format!("sleep {marker}");
+    eventually("the detached helper to run", LONG, || async { (processes_matching(&helper).len() == 1).then_some(()) })
+        .await;
+    let _ = app.signal_and_wait(Signal::SIGKILL, LONG);
+    eventually("the helper to go with the orchestrator", LONG, || async {
+        (processes_matching(&helper).is_empty() && processes_matching(&format!("--port {port}")).is_empty())
+            .then_some(())
+    })
+    .await;
+}

@@ -248,13 +248,15 @@ mod tests {
     async fn grandchildren_are_killed_when_the_leader_is_gone() {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = ServiceConfig::with_defaults(ServiceName::parse("orphan").unwrap(), 1);
-        cfg.command = Some(vec!["sh".into(), "-c".into(), "sleep 300 & sleep 300 & exit 0".into()]);
+        cfg.command = Some(vec!["sh".into(), "-c".into(), "sleep 300 & sleep 300 & wait".into()]);
         let mut spawned = unix::spawn(&cfg).unwrap();
         let sid = spawned.pgid;
-        // (The shell may be gone already: the keeper, our child, stays until we reap it.)
+        wait_until("the session to have 4 members", || unix::session_members(sid).len() == 4);
         let rec = PidRecord::of(sid, sid).unwrap();
         write(&path(dir.path(), "orphan"), &rec).unwrap();
-        // The shell exits, so does its keeper: the two children are left to init.
+        // The keeper killed outright (it cleans up after its service otherwise): the shell dies
+        // with it (its parent-death signal) and the two children are left to init.
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(sid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
         spawned.child.wait().await.unwrap();
         wait_until("two orphans", || unix::session_members(sid).len() == 2);
         assert_eq!(verdict(&rec), Verdict::LeaderGone);

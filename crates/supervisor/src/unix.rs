@@ -218,8 +218,8 @@ fn install_keeper(cmd: &mut Command, report_fd: RawFd, name: [u8; 16], title: Ve
     });
     // SAFETY: the closure runs in the forked child before exec and makes only async-signal-safe
     // system calls (setsid, sigprocmask, prctl, getpid, getppid, sigaction, fork, write,
-    // close_range, setrlimit, waitpid, sigtimedwait, kill, _exit); it allocates nothing and
-    // touches no lock. `io::Error::last_os_error` only reads errno. The keeper also overwrites
+    // close_range, setrlimit, waitpid, sigtimedwait, kill, open, read, close, execve, _exit);
+    // it allocates nothing and touches no lock. `io::Error::last_os_error` only reads errno. The keeper also overwrites
     // its own copy of the argument strings (a range of its stack the kernel reports, see
     // `argument_area`) with the title prepared before the fork.
     unsafe {
@@ -343,6 +343,7 @@ unsafe fn keep(service: libc::pid_t, parent: libc::pid_t, gone_signal: libc::c_i
                 let mut status = 0;
                 let reaped = libc::waitpid(-1, &mut status, libc::WNOHANG);
                 if reaped == service {
+                    kill_orphans();
                     end_like(status);
                 }
                 if reaped <= 0 {
@@ -350,20 +351,79 @@ unsafe fn keep(service: libc::pid_t, parent: libc::pid_t, gone_signal: libc::c_i
                 }
             }
             if libc::getppid() != parent {
+                libc::kill(service, libc::SIGKILL);
+                let mut status = 0;
+                libc::waitpid(service, &mut status, 0);
+                kill_orphans();
                 libc::kill(0, libc::SIGKILL);
                 libc::_exit(1);
             }
             let signal = libc::sigtimedwait(&all, std::ptr::null_mut(), &second);
-            if signal == gone_signal {
-                libc::kill(0, libc::SIGKILL);
-                libc::_exit(1);
-            }
-            if signal == kill_signal {
+            if signal == gone_signal || signal == kill_signal {
+                // The service first, so that what it started in other sessions becomes ours
+                // (the child-subreaper flag) and can be killed too; then the group, us included.
                 libc::kill(service, libc::SIGKILL);
                 let mut status = 0;
                 libc::waitpid(service, &mut status, 0);
+                kill_orphans();
                 libc::kill(0, libc::SIGKILL);
                 libc::_exit(1);
+            }
+        }
+    }
+}
+
+/// SIGKILLs and reaps every child the keeper has left: processes the service started and left
+/// behind, which the child-subreaper flag made the keeper's children whatever their session or
+/// group (a helper started with `setsid` would escape the group-wide SIGKILL). Repeats while
+/// children appear (a killed orphan's own children come to the keeper in turn), at most 64
+/// rounds. Reads `/proc/self/task/PID/children` with plain system calls and no allocation, so it
+/// may run between fork and exec; without that file (a kernel without `CONFIG_PROC_CHILDREN`) it
+/// does nothing.
+#[allow(unsafe_code)]
+unsafe fn kill_orphans() {
+    // SAFETY: async-signal-safe system calls (getpid, open, read, close, kill, waitpid) on the
+    // keeper's own children, with buffers on the stack.
+    unsafe {
+        let mut path = [0u8; 64];
+        let prefix = b"/proc/self/task/";
+        path[..prefix.len()].copy_from_slice(prefix);
+        let at = put_decimal(&mut path[..40], prefix.len(), i64::from(libc::getpid()));
+        let suffix = b"/children";
+        path[at..at + suffix.len()].copy_from_slice(suffix);
+        for _ in 0..64 {
+            let fd = libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return;
+            }
+            let mut buf = [0u8; 4096];
+            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+            libc::close(fd);
+            let Ok(n) = usize::try_from(n) else { return };
+            // At most 2 048 pids fit in 4 096 bytes (a digit and a space each).
+            let mut killed = [0 as libc::pid_t; 2048];
+            let mut count = 0;
+            let mut pid: libc::pid_t = 0;
+            for &b in buf[..n].iter().chain(b" ") {
+                if b.is_ascii_digit() {
+                    pid = pid.saturating_mul(10).saturating_add(libc::pid_t::from(b - b'0'));
+                } else {
+                    if pid > 1 && count < killed.len() {
+                        libc::kill(pid, libc::SIGKILL);
+                        killed[count] = pid;
+                        count += 1;
+                    }
+                    pid = 0;
+                }
+            }
+            if count == 0 {
+                return;
+            }
+            // Reap exactly those (they are dying); children that arrived meanwhile are read,
+            // killed and reaped in the next round, never waited on alive.
+            let mut status = 0;
+            for &pid in &killed[..count] {
+                libc::waitpid(pid, &mut status, 0);
             }
         }
     }
@@ -688,6 +748,29 @@ mod tests {
         assert!(stat(s.pid).is_none(), "the keeper reaped the service");
         wait_until("the group to be gone", Duration::from_secs(5), || live_members(s.pgid) == 0);
         assert!(!request_kill(s.pgid).unwrap_or(true) || stat(s.pgid).is_none());
+    }
+
+    #[tokio::test]
+    async fn what_a_service_started_in_other_sessions_goes_with_it() {
+        // (This test binary does not call `keeper_entry`: the keeper runs in the forked image.)
+        let marker = format!("sleep {}", 3_000 + std::process::id() % 1_000);
+        let helpers = || {
+            all_stats()
+                .filter(|(pid, st)| st.state != 'Z' && cmdline(*pid).is_some_and(|c| c == marker))
+                .map(|(pid, st)| (pid, st.session))
+                .collect::<Vec<_>>()
+        };
+        // Two helpers in sessions of their own; the service then exits with 3.
+        let script = format!("setsid {marker} & setsid {marker} & sleep 0.3; exit 3");
+        let mut s = spawn(&sh("detach", &script)).unwrap();
+        wait_until("two detached helpers", Duration::from_secs(5), || helpers().len() == 2);
+        assert!(helpers().iter().all(|(pid, session)| pid == session), "each leads its own session");
+        assert_eq!(
+            describe_exit(&s.child.wait().await.unwrap()),
+            (Some(3), None),
+            "the keeper still ends like its service"
+        );
+        assert_eq!(helpers(), vec![], "the keeper killed and reaped them before it ended");
     }
 
     #[tokio::test]
