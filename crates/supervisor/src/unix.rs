@@ -219,9 +219,9 @@ fn install_keeper(cmd: &mut Command, report_fd: RawFd, name: [u8; 16], title: Ve
     // SAFETY: the closure runs in the forked child before exec and makes only async-signal-safe
     // system calls (setsid, sigprocmask, prctl, getpid, getppid, sigaction, fork, write,
     // close_range, setrlimit, waitpid, sigtimedwait, kill, open, read, close, execve, _exit);
-    // it allocates nothing and touches no lock. `io::Error::last_os_error` only reads errno. The keeper also overwrites
-    // its own copy of the argument strings (a range of its stack the kernel reports, see
-    // `argument_area`) with the title prepared before the fork.
+    // it allocates nothing and touches no lock. `io::Error::last_os_error` only reads errno.
+    // The keeper also overwrites its own copy of the argument strings (a range of its stack the
+    // kernel reports, see `argument_area`) with the title prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setsid() == -1 {
@@ -402,22 +402,12 @@ unsafe fn kill_orphans() {
             let Ok(n) = usize::try_from(n) else { return };
             // At most 2 048 pids fit in 4 096 bytes (a digit and a space each).
             let mut killed = [0 as libc::pid_t; 2048];
-            let mut count = 0;
-            let mut pid: libc::pid_t = 0;
-            for &b in buf[..n].iter().chain(b" ") {
-                if b.is_ascii_digit() {
-                    pid = pid.saturating_mul(10).saturating_add(libc::pid_t::from(b - b'0'));
-                } else {
-                    if pid > 1 && count < killed.len() {
-                        libc::kill(pid, libc::SIGKILL);
-                        killed[count] = pid;
-                        count += 1;
-                    }
-                    pid = 0;
-                }
-            }
+            let count = parse_pids(&buf[..n], n < buf.len(), &mut killed);
             if count == 0 {
                 return;
+            }
+            for &pid in &killed[..count] {
+                libc::kill(pid, libc::SIGKILL);
             }
             // Reap exactly those (they are dying); children that arrived meanwhile are read,
             // killed and reaped in the next round, never waited on alive.
@@ -427,6 +417,26 @@ unsafe fn kill_orphans() {
             }
         }
     }
+}
+
+/// The pids (> 1) of a `children` file's text into `out`; returns how many. When `whole` is
+/// false the text is a full buffer that may end in the middle of a pid, so a last number not
+/// followed by a separator is left for the next read. No allocation (see [`kill_orphans`]).
+fn parse_pids(text: &[u8], whole: bool, out: &mut [libc::pid_t]) -> usize {
+    let tail: &[u8] = if whole { b" " } else { b"" };
+    let (mut count, mut pid): (usize, libc::pid_t) = (0, 0);
+    for &b in text.iter().chain(tail) {
+        if b.is_ascii_digit() {
+            pid = pid.saturating_mul(10).saturating_add(libc::pid_t::from(b - b'0'));
+        } else {
+            if pid > 1 && count < out.len() {
+                out[count] = pid;
+                count += 1;
+            }
+            pid = 0;
+        }
+    }
+    count
 }
 
 /// Ends the keeper with the service's wait status: the same exit code, or the same signal
@@ -798,6 +808,24 @@ mod tests {
         let gone_at = std::time::Instant::now();
         wait_until("the group to die with the thread", Duration::from_secs(1), || live_members(pgid) == 0);
         eprintln!("group of {pid} gone {:?} after its spawning thread", gone_at.elapsed());
+    }
+
+    #[test]
+    fn children_lists_are_parsed_without_a_cut_pid() {
+        let mut out = [0; 8];
+        assert_eq!(parse_pids(b"123 4567 ", true, &mut out), 2);
+        assert_eq!(&out[..2], &[123, 4567]);
+        // A whole list may end without a separator; pid 1 and 0 are never taken.
+        assert_eq!(parse_pids(b"1 0 89", true, &mut out), 1);
+        assert_eq!(out[0], 89);
+        // A full buffer cut inside "45678": the 45 is not a pid to kill.
+        assert_eq!(parse_pids(b"123 45", false, &mut out), 1);
+        assert_eq!(out[0], 123);
+        // More pids than room: the first ones, the rest next round.
+        let mut two = [0; 2];
+        assert_eq!(parse_pids(b"10 11 12 13 ", true, &mut two), 2);
+        assert_eq!(two, [10, 11]);
+        assert_eq!(parse_pids(b"", true, &mut out), 0);
     }
 
     #[test]
