@@ -7,6 +7,11 @@
 //! [`registry::Registry`] (which publishes each change); it knows nothing about the hub or HTTP
 //! routes. Platform specifics live in the `unix` module behind a small seam of free functions.
 //!
+//! Embedding: call [`keeper_entry`] first thing in `main` (unix). A process the supervisor
+//! started as a service's keeper then runs as that keeper in a fresh image of the binary (about
+//! 0.5 MB of its own) instead of a copy-on-write fork of the whole program; without the call,
+//! keepers stay forked copies, which keep every page the program changes afterwards.
+//!
 //! Threading: awc (the health-probe client) is `!Send`, so the whole supervisor runs on its own
 //! thread with a current-thread actix runtime; [`SupervisorHandle`] is `Send + Sync + Clone`
 //! and talks to it over channels. One task per service owns that service's lifecycle.
