@@ -351,25 +351,30 @@ unsafe fn keep(service: libc::pid_t, parent: libc::pid_t, gone_signal: libc::c_i
                 }
             }
             if libc::getppid() != parent {
-                libc::kill(service, libc::SIGKILL);
-                let mut status = 0;
-                libc::waitpid(service, &mut status, 0);
-                kill_orphans();
-                libc::kill(0, libc::SIGKILL);
-                libc::_exit(1);
+                kill_everything(service);
             }
             let signal = libc::sigtimedwait(&all, std::ptr::null_mut(), &second);
             if signal == gone_signal || signal == kill_signal {
-                // The service first, so that what it started in other sessions becomes ours
-                // (the child-subreaper flag) and can be killed too; then the group, us included.
-                libc::kill(service, libc::SIGKILL);
-                let mut status = 0;
-                libc::waitpid(service, &mut status, 0);
-                kill_orphans();
-                libc::kill(0, libc::SIGKILL);
-                libc::_exit(1);
+                kill_everything(service);
             }
         }
+    }
+}
+
+/// The keeper's end when the orchestrator is gone or asks for a hard stop: SIGKILL the service
+/// and reap it, so that what it started in other sessions becomes the keeper's (the
+/// child-subreaper flag) and goes too ([`kill_orphans`]); then SIGKILL the group, the keeper
+/// included.
+#[allow(unsafe_code)]
+unsafe fn kill_everything(service: libc::pid_t) -> ! {
+    // SAFETY: async-signal-safe system calls on the keeper's own child and group.
+    unsafe {
+        libc::kill(service, libc::SIGKILL);
+        let mut status = 0;
+        libc::waitpid(service, &mut status, 0);
+        kill_orphans();
+        libc::kill(0, libc::SIGKILL);
+        libc::_exit(1)
     }
 }
 
