@@ -303,12 +303,10 @@ async fn a_keeper_is_a_fresh_small_process_not_a_copy_of_the_orchestrator() {
     let vars: Vec<&str> = environ.split('\0').filter(|v| !v.is_empty()).collect();
     assert_eq!(vars.len(), 1, "{vars:?}");
     assert!(vars[0].starts_with(&format!("ORCHESTRATOR_KEEPER={service}:{}:", app.pid())), "{vars:?}");
-    // Its anonymous memory is its own few pages, not the orchestrator's heap shared copy-on-write.
+    // Its anonymous memory is its own few pages (about 1.2 MB in a debug build), not the
+    // orchestrator's heap mapped copy-on-write (a forked keeper counts all of it, 3 MB and more).
     let (keeper_anon, orchestrator_anon) = (status_kb(keeper, "RssAnon"), status_kb(app.pid(), "RssAnon"));
-    assert!(
-        keeper_anon < 4096 && keeper_anon * 2 < orchestrator_anon,
-        "keeper {keeper_anon} kB anonymous, orchestrator {orchestrator_anon} kB"
-    );
+    assert!(keeper_anon < 2048, "keeper {keeper_anon} kB anonymous, orchestrator {orchestrator_anon} kB");
 
     // It still ends like its service, and stops with it.
     kill(service, Signal::SIGKILL);
