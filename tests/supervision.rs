@@ -107,6 +107,33 @@ async fn start_twice_is_a_conflict_and_stop_twice_too() {
 }
 
 #[actix_rt::test]
+async fn a_program_that_cannot_be_run_is_spawn_failed_in_both_languages() {
+    let config = format!(
+        "[[service]]\nname = \"ghost\"\ndisplay_name = \"Ghost Service\"\nroutes = [\"ghost-res\"]\nport = {}\n\
+         command = [\"/nonexistent/program\"]\nautostart = false\nrestart = \"never\"\n\n{}",
+        free_port(),
+        one_service("data", free_port(), &[], "autostart = false\nrestart = \"never\"\ncwd = \"/nonexistent/dir\"")
+    );
+    let app = TestApp::spawn_with_env(&config, FAST).await;
+    let api = app.client();
+    for (name, display) in [("ghost", "Ghost Service"), ("data", "data service")] {
+        for action in ["start", "restart"] {
+            let r = api.post(&format!("/api/services/{name}/{action}")).await;
+            r.assert_error(500, "spawn_failed");
+            let hu = r.body["error"].as_str().unwrap_or_default();
+            assert!(hu.starts_with(&format!("A(z) {display} nem indítható: ")), "{name} {action}: {hu}");
+            assert!(hu.contains("(os error") && !hu.contains("nonexistent"), "the short OS error alone: {hu}");
+        }
+        let req = api.request("POST", &format!("/api/services/{name}/start")).insert_header(("Accept-Language", "en"));
+        let r = api.send(req, None).await;
+        r.assert_error(500, "spawn_failed");
+        let en = r.body["error"].as_str().unwrap_or_default();
+        assert!(en.starts_with(&format!("{display} cannot be started: ")), "{en}");
+    }
+    api.wait_status("ghost", "error", LONG).await;
+}
+
+#[actix_rt::test]
 async fn crash_during_startup_reports_exit_code_and_last_lines() {
     let port = free_port();
     let config = one_service("data", port, &["--fail-startup", "--exit-code", "3"], "restart = \"never\"");

@@ -63,11 +63,28 @@ pub enum ErrorCode {
     UpstreamTimeout,
     /// 502: the owning service answered with an error or garbage.
     UpstreamError,
+    /// 500: a service's program could not be run (missing, not executable, no such `cwd`).
+    SpawnFailed,
     /// 500: a bug or an unexpected failure inside the orchestrator.
     Internal,
 }
 
 impl ErrorCode {
+    /// Every code, in the order of the specification's table.
+    pub const ALL: [ErrorCode; 11] = [
+        ErrorCode::ValidationFailed,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::ServiceUnavailable,
+        ErrorCode::UpstreamTimeout,
+        ErrorCode::UpstreamError,
+        ErrorCode::SpawnFailed,
+        ErrorCode::Internal,
+    ];
+
     /// The HTTP status this code is always sent with.
     pub fn http_status(self) -> u16 {
         match self {
@@ -80,7 +97,7 @@ impl ErrorCode {
             ErrorCode::ServiceUnavailable => 503,
             ErrorCode::UpstreamTimeout => 504,
             ErrorCode::UpstreamError => 502,
-            ErrorCode::Internal => 500,
+            ErrorCode::SpawnFailed | ErrorCode::Internal => 500,
         }
     }
 
@@ -96,6 +113,7 @@ impl ErrorCode {
             ErrorCode::ServiceUnavailable => "service_unavailable",
             ErrorCode::UpstreamTimeout => "upstream_timeout",
             ErrorCode::UpstreamError => "upstream_error",
+            ErrorCode::SpawnFailed => "spawn_failed",
             ErrorCode::Internal => "internal",
         }
     }
@@ -397,6 +415,13 @@ pub enum Problem {
         /// What it said.
         detail: String,
     },
+    /// 500: the service's program could not be run (missing, not executable, no such `cwd`).
+    SpawnFailed {
+        /// Display name of the service.
+        service: String,
+        /// The short OS error (e.g. `No such file or directory (os error 2)`), never a stack.
+        reason: String,
+    },
     /// 500: nothing the user can fix; the cause is in the log.
     Internal,
 }
@@ -436,6 +461,7 @@ impl Problem {
                 413 => ErrorCode::PayloadTooLarge,
                 _ => ErrorCode::ValidationFailed,
             },
+            Problem::SpawnFailed { .. } => ErrorCode::SpawnFailed,
             Problem::Internal => ErrorCode::Internal,
         }
     }
@@ -484,6 +510,7 @@ impl Problem {
                 Problem::UpstreamRejected { service, detail, .. } => {
                     format!("A(z) {service} elutasította a kérést: {detail}")
                 }
+                Problem::SpawnFailed { service, reason } => format!("A(z) {service} nem indítható: {reason}"),
                 Problem::Internal => "Belső hiba történt. Kérjük, próbálja újra később.".into(),
             },
             Lang::En => match self {
@@ -519,6 +546,7 @@ impl Problem {
                 Problem::UpstreamRejected { service, detail, .. } => {
                     format!("{service} rejected the request: {detail}")
                 }
+                Problem::SpawnFailed { service, reason } => format!("{service} cannot be started: {reason}"),
                 Problem::Internal => "An internal error occurred. Please try again later.".into(),
             },
         }
@@ -604,8 +632,21 @@ mod tests {
                 502,
                 "A(z) Data Service hibát jelzett: a kapcsolat",
             ),
+            (
+                Problem::SpawnFailed {
+                    service: "MT5 Service".into(),
+                    reason: "No such file or directory (os error 2)".into(),
+                },
+                ErrorCode::SpawnFailed,
+                500,
+                "A(z) MT5 Service nem indítható: No such file or directory (os error 2)",
+            ),
             (Problem::Internal, ErrorCode::Internal, 500, "Belső hiba történt. Kérjük, próbálja újra később."),
         ];
+        let covered: std::collections::HashSet<ErrorCode> = cases.iter().map(|c| c.1).collect();
+        for code in ErrorCode::ALL {
+            assert!(covered.contains(&code), "{code} has no case in the catalogue test");
+        }
         for (problem, code, status, hu) in cases {
             assert_eq!(problem.code(), code);
             assert_eq!(code.http_status(), status);
@@ -614,6 +655,21 @@ mod tests {
             let wire = serde_json::to_string(&code).unwrap_or_default();
             assert_eq!(wire, format!("\"{}\"", code.as_str()));
         }
+    }
+
+    #[test]
+    fn spawn_failures_name_the_service_in_both_languages() {
+        let p =
+            Problem::SpawnFailed { service: "Data Service".into(), reason: "Permission denied (os error 13)".into() };
+        assert_eq!(p.message(Lang::Hu), "A(z) Data Service nem indítható: Permission denied (os error 13)");
+        assert_eq!(p.message(Lang::En), "Data Service cannot be started: Permission denied (os error 13)");
+        assert_eq!((p.code().as_str(), p.http_status()), ("spawn_failed", 500));
+    }
+
+    #[test]
+    fn every_code_is_distinct_on_the_wire() {
+        let wire: std::collections::HashSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(wire.len(), ErrorCode::ALL.len());
     }
 
     #[test]

@@ -48,6 +48,9 @@ impl ApiError {
         match self {
             ApiError::Problem(p) => p.clone(),
             ApiError::Settings(e) => e.problem(),
+            ApiError::Supervisor(supervisor::SupervisorError::Spawn { service, source, .. }) => {
+                Problem::SpawnFailed { service: service.clone(), reason: short_os_error(source) }
+            }
             ApiError::Supervisor(e) => e.problem(),
             ApiError::Hub(e) => match e {
                 hub::HubError::Invalid(f) => Problem::Validation(f.clone()),
@@ -59,6 +62,17 @@ impl ApiError {
             },
             ApiError::Blocking(_) | ApiError::Internal(_) => Problem::Internal,
         }
+    }
+}
+
+/// The `<ok>` of `spawn_failed`: the OS error alone (`No such file or directory (os error 2)`),
+/// its first line cut to 200 characters; the program's path is in the log, not here.
+fn short_os_error(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let line = text.lines().next().unwrap_or_default();
+    match line.char_indices().nth(200) {
+        Some((end, _)) => format!("{}…", &line[..end]),
+        None => line.to_owned(),
     }
 }
 
@@ -100,4 +114,32 @@ pub(crate) fn problem_response(problem: &Problem, lang: Lang, request_id: &str) 
     let status = StatusCode::from_u16(problem.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let envelope: gateway_core::Envelope<()> = gateway_core::Envelope::failure(problem, lang, request_id);
     HttpResponse::build(status).json(envelope)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spawn_failure_is_spawn_failed_with_the_short_os_error() {
+        let e = ApiError::from(supervisor::SupervisorError::Spawn {
+            service: "Data Service".into(),
+            program: "/nonexistent/program".into(),
+            source: std::io::Error::from_raw_os_error(2),
+        });
+        let problem = e.problem();
+        assert_eq!(problem.code(), gateway_core::ErrorCode::SpawnFailed);
+        assert_eq!(e.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        let hu = problem.message(Lang::Hu);
+        assert!(hu.starts_with("A(z) Data Service nem indítható: "), "{hu}");
+        assert!(hu.contains("os error 2") && !hu.contains("nonexistent"), "{hu}");
+    }
+
+    #[test]
+    fn a_long_or_multiline_reason_is_cut() {
+        let long = std::io::Error::other(format!("{}\nsecond line", "x".repeat(500)));
+        let reason = short_os_error(&long);
+        assert_eq!(reason.chars().count(), 201);
+        assert!(!reason.contains("second"));
+    }
 }

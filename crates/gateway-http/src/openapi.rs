@@ -645,20 +645,6 @@ fn map_of(values: RefOr<Schema>, description: &str) -> RefOr<Schema> {
         .into()
 }
 
-/// The error codes, as on the wire.
-pub const ERROR_CODES: [&str; 10] = [
-    "validation_failed",
-    "unauthorized",
-    "forbidden",
-    "not_found",
-    "conflict",
-    "payload_too_large",
-    "service_unavailable",
-    "upstream_timeout",
-    "upstream_error",
-    "internal",
-];
-
 fn components() -> ComponentsBuilder {
     let envelope = object(
         &[
@@ -669,7 +655,7 @@ fn components() -> ComponentsBuilder {
                 "code",
                 ObjectBuilder::new()
                     .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-                    .enum_values(Some(ERROR_CODES.iter().copied().map(Some).chain([None])))
+                    .enum_values(Some(gateway_core::ErrorCode::ALL.iter().map(|c| Some(c.as_str())).chain([None])))
                     .into(),
                 true,
             ),
@@ -839,7 +825,7 @@ fn error_description(status: u16) -> &'static str {
         404 => "`not_found`",
         409 => "`conflict`",
         413 => "`payload_too_large`",
-        500 => "`internal`",
+        500 => "`internal`, or `spawn_failed` when a service's program cannot be run",
         502 => "`upstream_error`: the service answered 5xx or something that is not JSON",
         503 => "`service_unavailable`: the service is down",
         504 => "`upstream_timeout`: the service did not answer in time",
