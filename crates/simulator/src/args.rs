@@ -102,10 +102,10 @@ pub struct SimArgs {
     /// Fault: every route but `/health`, `/settings` and `/events` answers 500 `{"error": …}`.
     #[arg(long)]
     pub fail_requests: bool,
-    /// Fault: ignore SIGTERM (only SIGKILL or SIGINT stops the service).
+    /// Fault: ignore SIGTERM (only SIGKILL or SIGINT stops the service; on Windows CTRL_BREAK and CTRL_C are ignored, only terminating the job stops it).
     #[arg(long)]
     pub ignore_sigterm: bool,
-    /// Fault: spawn a grandchild process (`sleep`) in the same process group and print its pid.
+    /// Fault: spawn a grandchild process (`sleep`; on Windows this executable as a quiet service on a free port) in the same process group (job) and print its pid.
     #[arg(long)]
     pub spawn_child: bool,
     /// Fault: bind the port and accept connections but never answer anything.

@@ -24,6 +24,7 @@ mod error;
 mod events;
 mod market;
 mod mt5;
+mod os;
 mod pattern;
 mod process;
 mod query;

@@ -4,13 +4,11 @@
 use std::fmt::Display;
 use std::io::Write as _;
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tokio::signal::unix::{Signal, SignalKind, signal};
-
-use crate::args::SimArgs;
+use crate::args::{Role, SimArgs};
 use crate::error::SimError;
+use crate::os::StopEvents;
 use crate::server;
 
 /// At most this many connections are held open by `--hold-port` (older ones are dropped).
@@ -28,36 +26,27 @@ fn complain(line: impl Display) {
     let _ = writeln!(err, "{line}");
 }
 
-/// SIGTERM and SIGINT, turned into a stop request (SIGTERM only unless `--ignore-sigterm`).
+/// The platform's stop events (SIGTERM and SIGINT; CTRL_BREAK and CTRL_C on Windows), turned
+/// into a stop request, minus the ones `--ignore-sigterm` ignores.
 struct StopSignals {
-    term: Signal,
-    int: Signal,
+    events: StopEvents,
     ignore_term: bool,
     role: &'static str,
 }
 
 impl StopSignals {
     fn new(ignore_term: bool, role: &'static str) -> std::io::Result<StopSignals> {
-        Ok(StopSignals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            ignore_term,
-            role,
-        })
+        Ok(StopSignals { events: StopEvents::new()?, ignore_term, role })
     }
 
     /// Waits for a signal that stops the service and returns its name.
     async fn wait(&mut self) -> &'static str {
         loop {
-            tokio::select! {
-                _ = self.term.recv() => {
-                    if !self.ignore_term {
-                        return "SIGTERM";
-                    }
-                    complain(format_args!("{}: ignoring SIGTERM (--ignore-sigterm)", self.role));
-                }
-                _ = self.int.recv() => return "SIGINT",
+            let event = self.events.recv().await;
+            if !(self.ignore_term && event.ignorable) {
+                return event.name;
             }
+            complain(format_args!("{}: ignoring {} (--ignore-sigterm)", self.role, event.name));
         }
     }
 }
@@ -71,11 +60,11 @@ fn arm_crash_timer(after: Duration, started: Instant, code: i32, role: &'static 
     Ok(())
 }
 
-/// Starts `sleep 100000` in our process group, with no parent-death signal: only a kill of the
-/// whole group ends it. A thread reaps it if it ends first.
-fn spawn_grandchild() -> std::io::Result<()> {
-    let mut child =
-        Command::new("sleep").arg("100000").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+/// Starts the platform's grandchild (see [`crate::os::spawn_grandchild`]), which only the end of
+/// the service's whole process group (job object on Windows) stops. A thread reaps it if it ends
+/// first.
+fn spawn_grandchild(role: Role) -> std::io::Result<()> {
+    let mut child = crate::os::spawn_grandchild(role)?;
     say(format_args!("spawned child pid={}", child.id()));
     std::thread::Builder::new().name("grandchild-reaper".into()).spawn(move || {
         let _ = child.wait();
@@ -102,7 +91,8 @@ fn hold_port(listener: TcpListener) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Runs one simulated service as this process until SIGTERM (unless `--ignore-sigterm`) or SIGINT.
+/// Runs one simulated service as this process until SIGTERM (unless `--ignore-sigterm`) or SIGINT
+/// (on Windows: CTRL_BREAK or CTRL_C, both ignored under `--ignore-sigterm`).
 ///
 /// Builds its own actix System and blocks. Prints `<role> listening on ADDR instance=<uuid>`
 /// once bound and one line per request. `--fail-startup` and `--crash-after-ms` end the process
@@ -138,7 +128,7 @@ async fn run_in_system(args: SimArgs) -> std::io::Result<()> {
         std::process::exit(args.exit_code);
     }
     if args.spawn_child {
-        spawn_grandchild()?;
+        spawn_grandchild(args.role)?;
     }
     let asked = format!("{}:{}", args.host, args.effective_port());
     let listener = TcpListener::bind((args.host.as_str(), args.effective_port())).map_err(|source| {

@@ -3,6 +3,10 @@
 //! The crate has no binary of its own, so each test re-executes this test executable with only
 //! `child_process_entry` selected and the simulator arguments in an environment variable; that
 //! entry then *is* the simulated service (`simulator::run`) until it exits.
+//!
+//! Unix signals and process groups: a Unix suite (the Windows behaviour is exercised through
+//! `orchestrator.exe` in `tests/windows.rs`).
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
