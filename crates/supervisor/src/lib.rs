@@ -62,13 +62,13 @@
 
 mod backoff;
 mod error;
+mod lifecycle;
 mod logs;
+mod os;
 mod pidfile;
 mod probe;
 mod service;
 mod supervisor;
-#[cfg(unix)]
-mod unix;
 
 /// Test listeners on ports nothing else will use once dropped (see `tests/support/ports.rs`).
 #[cfg(test)]
@@ -83,6 +83,5 @@ pub(crate) fn test_listener() -> std::net::TcpListener {
 pub use backoff::BackoffPolicy;
 pub use error::SupervisorError;
 pub use logs::{LOG_FILE_MAX_BYTES, LOG_FILES_KEPT, LogLine, MAX_LINE_BYTES, RING_BYTES, RING_LINES};
+pub use os::keeper_entry;
 pub use supervisor::{Supervisor, SupervisorConfig, SupervisorHandle};
-#[cfg(unix)]
-pub use unix::keeper_entry;

@@ -16,7 +16,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::unix;
+use crate::os;
 
 /// What a pidfile records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,10 +35,10 @@ impl PidRecord {
     pub(crate) fn of(pid: u32, leader: u32) -> Option<PidRecord> {
         Some(PidRecord {
             pid,
-            start_ticks: unix::process_start_ticks(pid)?,
-            boot_id: unix::boot_id(),
+            start_ticks: os::process_start(pid)?,
+            boot_id: os::boot_id(),
             leader,
-            leader_start_ticks: unix::process_start_ticks(leader)?,
+            leader_start_ticks: os::process_start(leader)?,
         })
     }
 }
@@ -103,13 +103,12 @@ pub(crate) enum Verdict {
 
 /// Compares a record's session leader with the live system.
 pub(crate) fn verdict(rec: &PidRecord) -> Verdict {
-    let now_boot = unix::boot_id();
+    let now_boot = os::boot_id();
     if rec.boot_id.is_none() || rec.boot_id != now_boot {
         return Verdict::OtherBoot;
     }
-    match unix::stat(rec.leader) {
-        Some(st) if st.state == 'Z' => Verdict::LeaderGone,
-        Some(st) if st.start_ticks == rec.leader_start_ticks => Verdict::Running,
+    match os::process_start(rec.leader) {
+        Some(start) if start == rec.leader_start_ticks => Verdict::Running,
         Some(_) => Verdict::PidReused,
         None => Verdict::LeaderGone,
     }
@@ -136,7 +135,7 @@ pub(crate) fn kill_leftovers(run_dir: &Path) -> Vec<(u32, PathBuf)> {
         };
         match verdict(&rec) {
             Verdict::Running | Verdict::LeaderGone => {
-                let killed = unix::kill_session(rec.leader);
+                let killed = os::kill_leftover(rec.leader, rec.leader_start_ticks);
                 if killed > 0 {
                     log::warn!(
                         "killed {killed} process(es) left over by a previous run ({}: session {})",
@@ -161,9 +160,6 @@ pub(crate) fn kill_leftovers(run_dir: &Path) -> Vec<(u32, PathBuf)> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use gateway_core::ServiceName;
-    use registry::ServiceConfig;
-    use std::time::{Duration, Instant};
 
     #[test]
     fn round_trip_and_malformed() {
@@ -207,60 +203,5 @@ mod tests {
         assert_eq!(verdict(&PidRecord { leader: u32::MAX - 1, ..rec.clone() }), Verdict::LeaderGone);
         // Only the leader decides: the service's own pid may be gone already.
         assert_eq!(verdict(&PidRecord { pid: u32::MAX - 1, ..rec }), Verdict::Running);
-    }
-
-    fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !cond() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    #[tokio::test]
-    async fn leftovers_of_a_crashed_run_are_killed_only_when_ours() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = ServiceConfig::with_defaults(ServiceName::parse("left").unwrap(), 1);
-        cfg.command = Some(vec!["sh".into(), "-c".into(), "sleep 300 & sleep 300 & wait".into()]);
-        let mut spawned = unix::spawn(&cfg).unwrap();
-        let sid = spawned.pgid;
-        // The keeper, the shell and its two children.
-        wait_until("the session to have 4 members", || unix::session_members(sid).len() == 4);
-
-        // A record whose leader's start time does not match is left alone.
-        let rec = PidRecord::of(spawned.pid, sid).unwrap();
-        let wrong = path(dir.path(), "wrong");
-        write(&wrong, &PidRecord { leader_start_ticks: rec.leader_start_ticks + 7, ..rec.clone() }).unwrap();
-        assert!(kill_leftovers(dir.path()).is_empty());
-        assert!(!wrong.exists(), "a stale pidfile is removed");
-        assert_eq!(unix::session_members(sid).len(), 4, "nothing was killed");
-
-        // The right record kills the whole session, grandchildren included.
-        let good = path(dir.path(), "left");
-        write(&good, &rec).unwrap();
-        let pending = kill_leftovers(dir.path());
-        assert_eq!(pending, [(sid, good.clone())]);
-        spawned.child.wait().await.unwrap();
-        wait_until("the session to be empty", || unix::session_members(sid).is_empty());
-    }
-
-    #[tokio::test]
-    async fn grandchildren_are_killed_when_the_leader_is_gone() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = ServiceConfig::with_defaults(ServiceName::parse("orphan").unwrap(), 1);
-        cfg.command = Some(vec!["sh".into(), "-c".into(), "sleep 300 & sleep 300 & wait".into()]);
-        let mut spawned = unix::spawn(&cfg).unwrap();
-        let sid = spawned.pgid;
-        wait_until("the session to have 4 members", || unix::session_members(sid).len() == 4);
-        let rec = PidRecord::of(sid, sid).unwrap();
-        write(&path(dir.path(), "orphan"), &rec).unwrap();
-        // The keeper killed outright (it cleans up after its service otherwise): the shell dies
-        // with it (its parent-death signal) and the two children are left to init.
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(sid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
-        spawned.child.wait().await.unwrap();
-        wait_until("two orphans", || unix::session_members(sid).len() == 2);
-        assert_eq!(verdict(&rec), Verdict::LeaderGone);
-        assert_eq!(kill_leftovers(dir.path()).len(), 1);
-        wait_until("the orphans to be gone", || unix::session_members(sid).is_empty());
     }
 }

@@ -19,9 +19,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::SupervisorError;
 use crate::logs::{self, LOG_FILE_MAX_BYTES, LOG_FILES_KEPT, LogLine, RotatingFile, ServiceLogs};
+use crate::os;
 use crate::pidfile;
 use crate::service::{Command, Context, ServiceActor};
-use crate::unix;
 
 /// Longest wait for the leftovers of a crashed run to vanish after SIGKILL.
 const LEFTOVER_WAIT: Duration = Duration::from_secs(5);
@@ -292,14 +292,14 @@ async fn clean_up_leftovers(run_dir: &Path) {
     let pending = pidfile::kill_leftovers(run_dir);
     let deadline = Instant::now() + LEFTOVER_WAIT;
     for (sid, path) in pending {
-        while !unix::session_members(sid).is_empty() {
+        while os::leftovers_remain(sid) {
             if Instant::now() >= deadline {
                 log::error!("leftovers of session {sid} survive SIGKILL; leaving {}", path.display());
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        if unix::session_members(sid).is_empty() {
+        if !os::leftovers_remain(sid) {
             pidfile::remove(&path);
         }
     }
