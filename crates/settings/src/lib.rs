@@ -7,6 +7,7 @@
 
 pub mod catalogue;
 mod error;
+mod os;
 mod schema;
 mod store;
 mod tokens;

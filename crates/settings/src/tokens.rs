@@ -1,7 +1,7 @@
 //! API tokens (SPEC §3.2): creation, listing, revocation and verification. Only the SHA-256
 //! hash of a token is stored; the plaintext is shown once, at creation.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Write as _;
 use std::path::Path;
 
@@ -110,8 +110,8 @@ fn insert_token(conn: &Connection, name: &str, role: Role) -> Result<String, Set
     Ok(token)
 }
 
-/// Writes `contents` to `path` readable by the owner only: a temporary file created with mode
-/// 0600 (never wider, not even briefly), fsynced, then renamed over `path`.
+/// Writes `contents` to `path` readable by the owner only: a temporary file created that way
+/// (mode 0600; on Windows a DACL for the current user alone), fsynced, then renamed over `path`.
 fn write_secret_file(path: &Path, contents: &str) -> Result<(), SettingsError> {
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SettingsError + '_ {
         move |source| SettingsError::Io { path: path.to_owned(), source }
@@ -123,16 +123,11 @@ fn write_secret_file(path: &Path, contents: &str) -> Result<(), SettingsError> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&tmp)(e)),
         _ => {}
     }
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp).map_err(io(&tmp))?;
+    let mut file = crate::os::create_owner_only(&tmp).map_err(io(&tmp))?;
     file.write_all(contents.as_bytes()).and_then(|()| file.sync_all()).map_err(io(&tmp))?;
     drop(file);
     fs::rename(&tmp, path).map_err(io(path))?;
-    #[cfg(unix)]
-    if let Err(e) = fs::File::open(dir).and_then(|d| d.sync_all()) {
+    if let Err(e) = crate::os::sync_dir(dir) {
         log::warn!("cannot fsync {}: {e}", dir.display());
     }
     Ok(())
@@ -229,7 +224,8 @@ impl SettingsStore {
     }
 
     /// First start: when there are no tokens at all, creates the `admin` operator token, writes
-    /// it to `data_dir/admin.token` (mode 0600, created that way, replacing any stale file) and
+    /// it to `data_dir/admin.token` (owner only — mode 0600, or a
+    /// current-user DACL on Windows — created that way, replacing any stale file) and
     /// returns it; otherwise does nothing and returns `None`. The check, the insert and the file
     /// write happen inside one transaction, so two processes starting at once create one token,
     /// and a failed file write creates none.
