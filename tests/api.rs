@@ -73,6 +73,14 @@ async fn admin_token_file_is_private_and_tokens_are_hashed() {
     let meta = std::fs::metadata(app.data_dir().join("admin.token")).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     assert!(app.log().contains(&format!("#token={}", app.token)), "the dashboard URL with the token is logged");
+    let before = app.log().len();
+    let mut app = app;
+    app.signal_and_wait(nix::sys::signal::Signal::SIGTERM, std::time::Duration::from_secs(15));
+    app.start().await;
+    let second = app.log()[before..].to_owned();
+    assert!(second.contains("dashboard: http://127.0.0.1:"), "the second start logs the URL: {second}");
+    assert!(!second.contains(&app.token), "the second start's log holds no token: {second}");
+    assert!(second.contains("admin.token"), "and says where the token file is: {second}");
     let db = std::fs::read(app.data_dir().join("setup.db")).unwrap();
     let wal = std::fs::read(app.data_dir().join("setup.db-wal")).unwrap_or_default();
     let needle = app.token.as_bytes();

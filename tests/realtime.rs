@@ -1037,6 +1037,10 @@ async fn sse_with_a_one_time_ticket() {
     // Tickets only open the stream, not the rest of the API.
     let ticket = viewer.post("/api/auth/ticket").await.data()["ticket"].as_str().unwrap().to_owned();
     app.client().anonymous().get(&format!("/api/services?ticket={ticket}")).await.assert_error(401, "unauthorized");
+    // No ticket reaches the access log.
+    let log = app.log();
+    assert!(log.contains("/api/events/stream?topics=system&ticket=***"), "the stream's access line: {log}");
+    assert!(!log.contains(&ticket), "a ticket in the log: {log}");
 }
 
 // ---------------------------------------------------------------------------------------------
