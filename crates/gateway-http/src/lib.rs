@@ -14,6 +14,7 @@ mod error;
 mod forward;
 mod metrics;
 pub mod openapi;
+mod os;
 mod page;
 mod propagation;
 mod realtime;

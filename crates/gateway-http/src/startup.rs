@@ -11,6 +11,7 @@ use registry::{Config, ConfigError, Registry};
 use settings::{SettingsError, SettingsStore};
 use supervisor::{Supervisor, SupervisorConfig, SupervisorError, SupervisorHandle};
 
+use crate::os::shutdown_signal;
 use crate::state::AppState;
 
 /// Why the application could not start.
@@ -162,30 +163,6 @@ impl Application {
         supervisor.shutdown().await;
         log::info!("all services stopped");
         result
-    }
-}
-
-/// Waits for SIGINT or SIGTERM (Ctrl-C elsewhere).
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-            (Ok(mut int), Ok(mut term)) => {
-                tokio::select! {
-                    _ = int.recv() => log::info!("SIGINT received"),
-                    _ = term.recv() => log::info!("SIGTERM received"),
-                }
-            }
-            (Err(e), _) | (_, Err(e)) => {
-                log::error!("cannot listen for SIGINT/SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
     }
 }
 

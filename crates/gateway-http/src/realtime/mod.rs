@@ -22,17 +22,10 @@ use settings::SettingsStore;
 /// Makes the kernel drop a connection whose peer has acknowledged nothing we sent for `after`
 /// (`TCP_USER_TIMEOUT`, inherited by every accepted socket). This is what finally frees a client
 /// that stopped reading: once its socket buffers are full, no close frame can reach it, and
-/// actix would otherwise hold the connection until the peer reads again.
+/// actix would otherwise hold the connection until the peer reads again. Linux only (elsewhere
+/// the hub's own timeouts are what drop such a client).
 pub fn drop_unresponsive_peers(listener: &TcpListener, after: Duration) {
-    #[cfg(target_os = "linux")]
-    {
-        let ms = u32::try_from(after.as_millis()).unwrap_or(u32::MAX);
-        if let Err(e) = nix::sys::socket::setsockopt(listener, nix::sys::socket::sockopt::TcpUserTimeout, &ms) {
-            log::warn!("cannot set TCP_USER_TIMEOUT on the listener: {e}; stalled clients are only dropped by the hub");
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    log::debug!("TCP_USER_TIMEOUT is Linux-only; stalled clients ({after:?}) are only dropped by the hub");
+    crate::os::drop_unresponsive_peers(listener, after);
 }
 
 /// The hub authenticator: tokens are checked against the store (on the blocking pool),
