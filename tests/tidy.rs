@@ -90,3 +90,79 @@ fn the_designed_layout_is_in_place() {
     assert!(readme.contains("cargo run --release") && readme.contains("cargo test --workspace"));
     assert!(ci.contains("cargo test --workspace"), ".ci/run runs the README's test command");
 }
+
+/// The `[dependencies]` of a manifest (plain and per-target, not dev- or build-dependencies):
+/// the names, read line by line (the manifests keep one dependency per line).
+fn runtime_dependencies(manifest: &str) -> Vec<String> {
+    let mut deps = Vec::new();
+    let mut in_deps = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            let section = line.trim_matches(|c| c == '[' || c == ']');
+            in_deps = section == "dependencies" || (section.starts_with("target.") && section.ends_with(".dependencies"));
+            continue;
+        }
+        if in_deps && !line.is_empty() && !line.starts_with('#') {
+            let name: String = line.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+            if !name.is_empty() {
+                deps.push(name);
+            }
+        }
+    }
+    deps
+}
+
+/// The layers of docs/ARCHITECTURE.md as data: each package, the workspace crates it may use,
+/// and the outside crates only it may name (`rusqlite` is the settings store's alone, actix-web
+/// is the HTTP layer's and the simulator's, which is a program of its own).
+#[test]
+fn dependencies_point_down_and_stay_in_their_layer() {
+    let layers: [(&str, &str, &[&str]); 9] = [
+        ("crates/gateway-core", "gateway-core", &[]),
+        ("crates/registry", "registry", &["gateway-core"]),
+        ("crates/settings", "settings", &["gateway-core"]),
+        ("crates/hub", "hub", &["gateway-core"]),
+        ("crates/simulator", "simulator", &["gateway-core"]),
+        ("crates/supervisor", "supervisor", &["gateway-core", "registry"]),
+        ("crates/gateway-http", "gateway-http", &["gateway-core", "registry", "settings", "hub", "supervisor"]),
+        (
+            "bins/orchestrator",
+            "orchestrator",
+            &["gateway-core", "registry", "settings", "hub", "supervisor", "gateway-http", "simulator"],
+        ),
+        ("xtask", "xtask", &[]),
+    ];
+    let workspace: Vec<&str> = layers.iter().map(|(_, name, _)| *name).collect();
+    let owned_by: [(&str, &[&str]); 5] = [
+        ("rusqlite", &["settings"]),
+        ("r2d2", &["settings"]),
+        ("r2d2_sqlite", &["settings"]),
+        ("actix-web", &["gateway-http", "simulator"]),
+        ("actix-ws", &["gateway-http", "simulator"]),
+    ];
+    let mut problems = Vec::new();
+    for (dir, name, allowed) in layers {
+        let manifest = std::fs::read_to_string(root().join(dir).join("Cargo.toml")).unwrap();
+        assert!(manifest.contains(&format!("name = \"{name}\"")), "{dir} is not the package {name}");
+        let deps = runtime_dependencies(&manifest);
+        assert!(!deps.is_empty(), "{dir}: no dependencies read");
+        for dep in &deps {
+            if workspace.contains(&dep.as_str()) && !allowed.contains(&dep.as_str()) {
+                problems.push(format!("{name} depends on {dep}, which is not below it"));
+            }
+            if let Some((_, owners)) = owned_by.iter().find(|(d, _)| d == dep)
+                && !owners.contains(&name)
+            {
+                problems.push(format!("{name} names {dep}, which belongs to {owners:?}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "dependency rules broken: {problems:#?}");
+}
+
+#[test]
+fn the_dependency_reader_sees_every_kind_of_section() {
+    let manifest = "[package]\nname = \"x\"\n[dependencies]\nserde.workspace = true\nactix-web = { version = \"4\" }\n\
+                    [target.'cfg(windows)'.dependencies]\nwindows-sys.workspace = true\n[dev-dependencies]\nrusqlite = \"1\"\n";
+    assert_eq!(runtime_dependencies(manifest), ["serde", "actix-web", "windows-sys"]);
+}

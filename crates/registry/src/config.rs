@@ -23,7 +23,9 @@ pub const RESERVED_RESOURCES: [&str; 8] =
     ["health", "services", "settings", "dashboard", "events", "auth", "hub", "openapi.json"];
 
 /// Signals a service may be stopped with.
-pub const STOP_SIGNALS: [&str; 7] = ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL"];
+/// `SIGBREAK` is Windows' CTRL_BREAK (the default `SIGTERM` is too); on Unix it means SIGTERM.
+pub const STOP_SIGNALS: [&str; 8] =
+    ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL", "SIGBREAK"];
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
