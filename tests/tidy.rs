@@ -99,11 +99,13 @@ fn runtime_dependencies(manifest: &str) -> Vec<String> {
     for line in manifest.lines().map(str::trim) {
         if line.starts_with('[') {
             let section = line.trim_matches(|c| c == '[' || c == ']');
-            in_deps = section == "dependencies" || (section.starts_with("target.") && section.ends_with(".dependencies"));
+            in_deps =
+                section == "dependencies" || (section.starts_with("target.") && section.ends_with(".dependencies"));
             continue;
         }
         if in_deps && !line.is_empty() && !line.starts_with('#') {
-            let name: String = line.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
+            let name: String =
+                line.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect();
             if !name.is_empty() {
                 deps.push(name);
             }
