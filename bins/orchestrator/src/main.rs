@@ -11,6 +11,9 @@ use gateway_core::Role;
 use registry::Config;
 use settings::SettingsStore;
 
+mod readiness;
+mod service_install;
+
 /// Central coordinator of the MT5 trading platform: REST gateway, process supervisor,
 /// real-time hub and settings store in one process.
 #[derive(Parser, Debug)]
@@ -41,6 +44,12 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Start the orchestrator with the machine (systemd unit; Windows service or logon task).
+    #[command(subcommand)]
+    Service(service_install::ServiceCommand),
+    /// How a registered Windows service or logon task starts the orchestrator.
+    #[command(hide = true)]
+    ServiceRun(service_install::ServiceRunArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,7 +113,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None | Some(Command::Run) => {
             let config = effective_config(&cli.config, &cli.bind, &cli.data_dir)?;
-            serve(config)?;
+            serve(config, service_install::RunHooks::none())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::ServiceRun(args)) => {
+            // Relative paths in the configuration mean what they meant at install time.
+            std::env::set_current_dir(&args.workdir).with_context(|| format!("entering {}", args.workdir.display()))?;
+            let config = effective_config(&cli.config, &cli.bind, &cli.data_dir)?;
+            let budget = config.clone();
+            service_install::run(&args, &budget, Box::new(move |hooks| serve(config, hooks)))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Service(service_install::ServiceCommand::Install { name, user, at_logon, print })) => {
+            let config = effective_config(&cli.config, &cli.bind, &cli.data_dir)?;
+            let launch =
+                service_install::Launch::resolve(cli.config.as_deref(), cli.bind.as_deref(), &config.gateway.data_dir)?;
+            service_install::install(&name, user.as_deref(), at_logon, print, &launch, &config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Service(service_install::ServiceCommand::Uninstall { name, at_logon })) => {
+            service_install::uninstall(&name, at_logon)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Sim(_)) => Ok(ExitCode::SUCCESS),
@@ -183,25 +211,30 @@ fn effective_config(
     Ok(config)
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+fn serve(config: Config, hooks: service_install::RunHooks) -> anyhow::Result<()> {
     let data_dir = config.gateway.data_dir.clone();
     let system = actix_rt::System::new();
     system.block_on(async move {
         let app = gateway_http::Application::build(config).await.context("starting the orchestrator")?;
-        let token = match app.admin_token() {
-            Some(t) => Some(t.to_owned()),
-            None => std::fs::read_to_string(data_dir.join("admin.token")).ok().map(|t| t.trim().to_owned()),
-        };
+        readiness::report(app.state().registry.clone());
+        (hooks.on_listening)();
+        // The token is logged once, at the start that creates it; later starts say where it is.
         let url = format!("http://127.0.0.1:{}/", app.port());
-        match token {
-            Some(t) => log::info!("dashboard: {url}#token={t}"),
+        let token_file = data_dir.join("admin.token");
+        match app.admin_token() {
+            Some(t) => {
+                log::info!("dashboard: {url}#token={t}");
+                log::info!("created the admin token in {} (logged this once only)", token_file.display());
+            }
+            None if token_file.exists() => log::info!(
+                "dashboard: {url} (open it with #token=<the contents of {}>)",
+                token_file.display()
+            ),
             None => log::info!(
-                "dashboard: {url} (admin.token was removed; create a token with `orchestrator token create`)"
+                "dashboard: {url} ({} was removed; create a token with `orchestrator token create`)",
+                token_file.display()
             ),
         }
-        if app.admin_token().is_some() {
-            log::info!("created the admin token in {}", data_dir.join("admin.token").display());
-        }
-        app.run_until_stopped().await.context("serving")
+        app.run_until(hooks.stop).await.context("serving")
     })
 }

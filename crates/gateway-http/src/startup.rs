@@ -145,6 +145,12 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (or the server is stopped), starting the autostart services in
     /// the background, then stops every managed service.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// [`Application::run_until_stopped`] that also shuts down, the same graceful way, when
+    /// `stop` completes (a stop request of the Windows Service Control Manager).
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()> + 'static) -> std::io::Result<()> {
         let supervisor = self.state.supervisor.clone();
         let starter = supervisor.clone();
         actix_rt::spawn(async move { starter.start_all().await });
@@ -152,7 +158,10 @@ impl Application {
         // their open connections hold the graceful stop for its whole timeout.
         let (server, hub) = (self.server.handle(), self.state.hub.clone());
         actix_rt::spawn(async move {
-            shutdown_signal().await;
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = stop => log::info!("stop requested"),
+            }
             log::info!("shutting down: closing real-time clients, then the HTTP server");
             hub.shutdown().await;
             server.stop(true).await;
