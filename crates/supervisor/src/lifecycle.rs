@@ -448,19 +448,7 @@ impl Lifecycle {
                 self.launch(Some(ticket));
             }
             AfterStop::Backoff(base, reason) => self.schedule_restart(base, reason, now),
-            AfterStop::StartupFailed(message) => {
-                self.log(Level::Warn, message.clone());
-                self.patch(Patch {
-                    status: Some(ServiceStatus::Error),
-                    sub_state: Some(None),
-                    pid: Some(None),
-                    last_error: Some(message.clone()),
-                    ..Patch::default()
-                });
-                if self.rules.restart != RestartPolicy::Never {
-                    self.schedule_restart(ServiceStatus::Error, message, now);
-                }
-            }
+            AfterStop::StartupFailed(message) => self.failed_to_start(Level::Warn, message, now),
         }
     }
 
@@ -587,8 +575,13 @@ impl Lifecycle {
 
     fn spawn_failed(&mut self, program: String, reason: String, now: Instant) {
         let ticket = self.take_ticket();
-        let message = format!("cannot start `{program}`: {reason}");
-        self.log(Level::Error, message.clone());
+        self.failed_to_start(Level::Error, format!("cannot start `{program}`: {reason}"), now);
+        self.reply(ticket, Outcome::SpawnFailed);
+    }
+
+    /// `error` with the message, then a restart with backoff unless the policy is `never`.
+    fn failed_to_start(&mut self, level: Level, message: String, now: Instant) {
+        self.log(level, message.clone());
         self.patch(Patch {
             status: Some(ServiceStatus::Error),
             sub_state: Some(None),
@@ -599,7 +592,6 @@ impl Lifecycle {
         if self.rules.restart != RestartPolicy::Never {
             self.schedule_restart(ServiceStatus::Error, message, now);
         }
-        self.reply(ticket, Outcome::SpawnFailed);
     }
 
     // ---- timers and probes ---------------------------------------------------------------
