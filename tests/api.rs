@@ -1,4 +1,7 @@
 //! Black-box tests of the REST API: the real binary, a temporary data dir, real sockets.
+//!
+//! A Unix suite (signals, process groups, /proc); `tests/windows.rs` is the Windows one.
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -4,6 +4,9 @@
 //! and 1 000 WebSocket connect/close cycles. The real binary and real simulated services, with
 //! every timer shrunk through `ORCHESTRATOR_*`; each figure measured is printed (see
 //! docs/RELIABILITY.md).
+//!
+//! A Unix suite (signals, process groups, /proc); `tests/windows.rs` is the Windows one.
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 mod common;

@@ -3,6 +3,9 @@
 //! propagation, `/metrics` and `/api/openapi.json`. The real binary, the real simulated
 //! services, and a tiny capturing HTTP upstream for what the simulator cannot show (headers,
 //! envelopes, garbage).
+//!
+//! A Unix suite (signals, process groups, /proc); `tests/windows.rs` is the Windows one.
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

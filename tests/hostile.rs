@@ -7,6 +7,9 @@
 //! process must survive (same pid, health answers) and nothing may be written. Then frame-level
 //! WebSocket garbage, the role of every route for every kind of token, token storage, CORS and
 //! the warning for a non-loopback listen address.
+//!
+//! A Unix suite (signals, process groups, /proc); `tests/windows.rs` is the Windows one.
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

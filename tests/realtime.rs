@@ -1,6 +1,9 @@
 //! Black-box tests of the real-time hub (SPEC §6): real WebSocket clients (awc) and real SSE
 //! streams against the real binary, events published over `POST /api/events` and by simulated
 //! services.
+//!
+//! A Unix suite (signals, process groups, /proc); `tests/windows.rs` is the Windows one.
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -1,4 +1,7 @@
 //! Black-box supervision tests: the real binary supervising real simulated services.
+//!
+//! A Unix suite (signals, process groups, /proc); `tests/windows.rs` is the Windows one.
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -8,9 +8,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The binary under test.
+/// The binary under test, as an absolute path of the platform (a Windows build cross-compiled on
+/// Linux knows it as `/work/…`; Windows programs need the drive-qualified form).
 pub fn exe() -> &'static str {
-    env!("CARGO_BIN_EXE_orchestrator")
+    static EXE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        let exe = env!("CARGO_BIN_EXE_orchestrator");
+        std::path::absolute(exe).map(|p| p.display().to_string()).unwrap_or_else(|_| exe.to_owned())
+    })
 }
 
 #[path = "../support/ports.rs"]
@@ -172,6 +177,7 @@ impl TestApp {
     }
 
     /// Sends a signal and waits for the process to exit; returns its exit status.
+    #[cfg(unix)]
     pub fn signal_and_wait(&mut self, signal: nix::sys::signal::Signal, timeout: Duration) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
@@ -211,10 +217,7 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+            ask_to_stop(&mut child);
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -226,6 +229,19 @@ impl Drop for TestApp {
             let _ = child.wait();
         }
     }
+}
+
+/// Asks the orchestrator to shut down: SIGTERM.
+#[cfg(unix)]
+fn ask_to_stop(child: &mut Child) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+}
+
+/// Asks the orchestrator to shut down: a test cannot raise a console event in another console,
+/// so it is terminated (its services' job objects end with it).
+#[cfg(windows)]
+fn ask_to_stop(child: &mut Child) {
+    let _ = child.kill();
 }
 
 /// A small HTTP client for the API.
