@@ -8,16 +8,27 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 
+#[cfg(target_os = "linux")]
+mod bench;
+#[cfg(not(target_os = "linux"))]
+#[path = "bench_elsewhere.rs"]
 mod bench;
 mod e2e;
 mod fuzz;
 
 /// Every task with a one-line description, in the order `cargo xtask` lists them.
 const TASKS: &[(&str, &str)] = &[
-    ("ci", "exactly what CI runs (.ci/run): fmt --check, clippy -D warnings, cargo test --workspace, e2e"),
+    (
+        "ci",
+        "exactly what CI runs (.ci/run): fmt --check, clippy -D warnings, cargo test --workspace, e2e, \
+         then the Windows build's clippy and its suite under Wine",
+    ),
     ("dev", "run the orchestrator with debug logs against data/dev (further arguments are passed on)"),
     ("e2e", "the dashboard's end-to-end test in headless Chromium; screenshots in target/e2e"),
-    ("bench", "performance beside the peers: bench [supervisor|hub|gateway|all|setup|check] (docs/BENCHMARKS.md)"),
+    (
+        "bench",
+        "performance beside the peers: bench [supervisor|hub|gateway|all|setup|check] (docs/BENCHMARKS.md; Linux only)",
+    ),
     ("fuzz", "property-test the input parsers for a bounded time: fuzz [SECONDS] [config|names|paths|protocol]"),
     ("dist", "build the release binary into target/dist"),
 ];
