@@ -53,6 +53,19 @@ pub struct GatewayConfig {
     pub cors_allowed_origins: Vec<String>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// HTTPS (and `wss://`) with this certificate and key; absent = plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[gateway.tls]`: PEM files, re-read on every reload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl Default for GatewayConfig {
@@ -62,6 +75,7 @@ impl Default for GatewayConfig {
             data_dir: PathBuf::from("data"),
             cors_allowed_origins: Vec::new(),
             max_body_bytes: 1024 * 1024,
+            tls: None,
         }
     }
 }
@@ -213,6 +227,8 @@ pub struct ServiceConfig {
     pub env: BTreeMap<String, String>,
     /// Health endpoint.
     pub health_path: String,
+    /// The service's OpenAPI contract (`/openapi.json` by default); `None` when configured as `""`.
+    pub openapi_path: Option<String>,
     /// WebSocket of the service's events.
     pub events_path: Option<String>,
     /// Where changed settings are POSTed.
@@ -254,6 +270,7 @@ impl ServiceConfig {
             cwd: None,
             env: BTreeMap::new(),
             health_path: "/health".into(),
+            openapi_path: Some("/openapi.json".into()),
             events_path: None,
             settings_path: None,
             settings_keys: Vec::new(),
@@ -319,6 +336,7 @@ struct RawService {
     #[serde(default)]
     env: BTreeMap<String, String>,
     health_path: Option<Spanned<String>>,
+    openapi_path: Option<Spanned<String>>,
     events_path: Option<Spanned<String>>,
     settings_path: Option<Spanned<String>>,
     #[serde(default)]
@@ -528,6 +546,14 @@ impl Config {
             };
             if let Some(p) = path("health_path", s.health_path)? {
                 svc.health_path = p;
+            }
+            match s.openapi_path {
+                Some(p) if p.get_ref().is_empty() => svc.openapi_path = None,
+                p => {
+                    if let Some(p) = path("openapi_path", p)? {
+                        svc.openapi_path = Some(p);
+                    }
+                }
             }
             svc.events_path = path("events_path", s.events_path)?;
             svc.settings_path = path("settings_path", s.settings_path)?;

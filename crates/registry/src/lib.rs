@@ -6,10 +6,16 @@
 
 pub mod config;
 mod error;
+mod reload;
 mod table;
 
 pub use config::{
     BackoffConfig, Config, GatewayConfig, HealthConfig, HubConfig, PortConflictPolicy, RestartPolicy, ServiceConfig,
+    TlsConfig,
 };
 pub use error::ConfigError;
-pub use table::{HealthSummary, LastCheck, LastExit, Registry, ServiceChange, ServiceEntry, ServiceState};
+pub use reload::ReloadPlan;
+pub use table::{
+    ContractInfo, ContractStatus, HealthSummary, LastCheck, LastExit, Registry, ServiceChange, ServiceEntry,
+    ServiceState,
+};

@@ -34,6 +34,33 @@ pub struct LastExit {
     pub signal: Option<String>,
 }
 
+/// Where a service's OpenAPI contract stands (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContractStatus {
+    /// Configured, not fetched yet (the service has not been online).
+    Pending,
+    /// Loaded: forwarded requests are checked against it.
+    Loaded,
+    /// The service did not serve it (unreachable, or not a 2xx): domain rules only.
+    Missing,
+    /// Served, but not a usable OpenAPI 3 document: domain rules only.
+    Invalid,
+}
+
+/// The API view of a service's contract: `contract {status, operations, loaded_at, error}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContractInfo {
+    /// Where it stands.
+    pub status: ContractStatus,
+    /// Operations under the service's own routes.
+    pub operations: usize,
+    /// When it was last fetched (RFC 3339).
+    pub loaded_at: Option<String>,
+    /// Why it is missing or invalid.
+    pub error: Option<String>,
+}
+
 /// Mutable state of one service, written by the supervisor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceState {
@@ -60,6 +87,8 @@ pub struct ServiceState {
     /// The last error worth showing to an operator (exit during startup with log lines,
     /// port conflict with the owner, crash loop …).
     pub last_error: Option<String>,
+    /// The service's contract, written by the gateway; `None` without `openapi_path`.
+    pub contract: Option<ContractInfo>,
 }
 
 impl ServiceState {
@@ -76,6 +105,12 @@ impl ServiceState {
             last_exit: None,
             next_restart_at: None,
             last_error: None,
+            contract: config.openapi_path.as_ref().map(|_| ContractInfo {
+                status: ContractStatus::Pending,
+                operations: 0,
+                loaded_at: None,
+                error: None,
+            }),
         }
     }
 }
@@ -113,6 +148,8 @@ pub struct ServiceEntry {
     pub next_restart_at: Option<String>,
     /// Last error for the operator.
     pub last_error: Option<String>,
+    /// The service's OpenAPI contract; `None` without `openapi_path`.
+    pub contract: Option<ContractInfo>,
 }
 
 /// A change of one service (published on every update that alters what the API shows,
@@ -158,13 +195,32 @@ pub struct HealthItem {
 
 struct Slot {
     config: Arc<ServiceConfig>,
-    state: RwLock<ServiceState>,
+    /// Shared with the slot of the same service in the next table (see [`Registry::replace`]).
+    state: Arc<RwLock<ServiceState>>,
 }
 
-struct Inner {
+/// One generation of the table: the services of one configuration.
+struct Table {
     slots: Vec<Slot>,
     by_name: HashMap<String, usize>,
     by_route: HashMap<String, usize>,
+}
+
+impl Table {
+    fn new(slots: Vec<Slot>) -> Table {
+        let by_name = slots.iter().enumerate().map(|(i, s)| (s.config.name.to_string(), i)).collect();
+        let by_route =
+            slots.iter().enumerate().flat_map(|(i, s)| s.config.routes.iter().map(move |r| (r.clone(), i))).collect();
+        Table { slots, by_name, by_route }
+    }
+
+    fn slot(&self, name: &str) -> Option<&Slot> {
+        self.by_name.get(name).and_then(|i| self.slots.get(*i))
+    }
+}
+
+struct Inner {
+    table: RwLock<Arc<Table>>,
     changes: broadcast::Sender<ServiceChange>,
 }
 
@@ -176,61 +232,76 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("services", &self.inner.slots.len()).finish()
+        f.debug_struct("Registry").field("services", &self.table().slots.len()).finish()
     }
 }
 
 impl Registry {
     /// A table of these services, all `stopped` (external ones too until first checked).
     pub fn new(services: &[ServiceConfig]) -> Registry {
-        let slots: Vec<Slot> = services
+        let slots = services
             .iter()
-            .map(|c| Slot { state: RwLock::new(ServiceState::initial(c)), config: Arc::new(c.clone()) })
+            .map(|c| Slot { state: Arc::new(RwLock::new(ServiceState::initial(c))), config: Arc::new(c.clone()) })
             .collect();
-        let by_name = slots.iter().enumerate().map(|(i, s)| (s.config.name.to_string(), i)).collect();
-        let by_route =
-            slots.iter().enumerate().flat_map(|(i, s)| s.config.routes.iter().map(move |r| (r.clone(), i))).collect();
         let (changes, _) = broadcast::channel(1024);
-        Registry { inner: Arc::new(Inner { slots, by_name, by_route, changes }) }
+        Registry { inner: Arc::new(Inner { table: RwLock::new(Arc::new(Table::new(slots))), changes }) }
     }
 
-    fn slot(&self, name: &str) -> Option<&Slot> {
-        self.inner.by_name.get(name).and_then(|i| self.inner.slots.get(*i))
+    /// Replaces the configured services (a reload): a service that stays keeps its live state
+    /// under its new configuration (routes, timeouts and paths take effect at once), a new one
+    /// starts `stopped`, a removed one is gone from every lookup.
+    pub fn replace(&self, services: &[ServiceConfig]) {
+        let mut table = self.inner.table.write();
+        let slots = services
+            .iter()
+            .map(|c| Slot {
+                state: table
+                    .slot(c.name.as_str())
+                    .map_or_else(|| Arc::new(RwLock::new(ServiceState::initial(c))), |s| s.state.clone()),
+                config: Arc::new(c.clone()),
+            })
+            .collect();
+        *table = Arc::new(Table::new(slots));
+    }
+
+    fn table(&self) -> Arc<Table> {
+        self.inner.table.read().clone()
     }
 
     /// Service names in configuration order.
     pub fn names(&self) -> Vec<String> {
-        self.inner.slots.iter().map(|s| s.config.name.to_string()).collect()
+        self.table().slots.iter().map(|s| s.config.name.to_string()).collect()
     }
 
     /// Configurations in configuration order.
     pub fn configs(&self) -> Vec<Arc<ServiceConfig>> {
-        self.inner.slots.iter().map(|s| s.config.clone()).collect()
+        self.table().slots.iter().map(|s| s.config.clone()).collect()
     }
 
     /// The configuration of a service.
     pub fn config(&self, name: &str) -> Option<Arc<ServiceConfig>> {
-        self.slot(name).map(|s| s.config.clone())
+        self.table().slot(name).map(|s| s.config.clone())
     }
 
     /// The service that owns `/api/{resource}/…`.
     pub fn route(&self, resource: &str) -> Option<Arc<ServiceConfig>> {
-        self.inner.by_route.get(resource).and_then(|i| self.inner.slots.get(*i)).map(|s| s.config.clone())
+        let table = self.table();
+        table.by_route.get(resource).and_then(|i| table.slots.get(*i)).map(|s| s.config.clone())
     }
 
     /// `host:port` of a service.
     pub fn address(&self, name: &str) -> Option<String> {
-        self.slot(name).map(|s| s.config.authority())
+        self.table().slot(name).map(|s| s.config.authority())
     }
 
     /// A copy of a service's live state.
     pub fn state(&self, name: &str) -> Option<ServiceState> {
-        self.slot(name).map(|s| s.state.read().clone())
+        self.table().slot(name).map(|s| s.state.read().clone())
     }
 
     /// Status and sub-state of a service.
     pub fn status(&self, name: &str) -> Option<(ServiceStatus, Option<SubState>)> {
-        self.slot(name).map(|s| {
+        self.table().slot(name).map(|s| {
             let st = s.state.read();
             (st.status, st.sub_state)
         })
@@ -238,18 +309,18 @@ impl Registry {
 
     /// The API view of one service.
     pub fn entry(&self, name: &str) -> Option<ServiceEntry> {
-        self.slot(name).map(|s| snapshot(&s.config, &s.state.read()))
+        self.table().slot(name).map(|s| snapshot(&s.config, &s.state.read()))
     }
 
     /// The API view of every service, in configuration order.
     pub fn entries(&self) -> Vec<ServiceEntry> {
-        self.inner.slots.iter().map(|s| snapshot(&s.config, &s.state.read())).collect()
+        self.table().slots.iter().map(|s| snapshot(&s.config, &s.state.read())).collect()
     }
 
     /// The answer of `GET /api/health`.
     pub fn health(&self) -> HealthSummary {
         let services: Vec<HealthItem> = self
-            .inner
+            .table()
             .slots
             .iter()
             .map(|s| {
@@ -264,7 +335,8 @@ impl Registry {
     /// Changes a service's state under its lock and publishes the change when anything
     /// visible changed. Returns the new entry, or `None` for an unknown service.
     pub fn update<F: FnOnce(&mut ServiceState)>(&self, name: &str, f: F) -> Option<ServiceEntry> {
-        let slot = self.slot(name)?;
+        let table = self.table();
+        let slot = table.slot(name)?;
         let (before, after, entry) = {
             let mut st = slot.state.write();
             let before = st.clone();
@@ -323,6 +395,7 @@ fn snapshot(config: &ServiceConfig, st: &ServiceState) -> ServiceEntry {
         last_exit: st.last_exit.clone(),
         next_restart_at: st.next_restart_at.clone(),
         last_error: st.last_error.clone(),
+        contract: st.contract.clone(),
     }
 }
 
@@ -350,6 +423,31 @@ mod tests {
         assert!(r.route("nope").is_none());
         assert_eq!(r.address("mt5").as_deref(), Some("127.0.0.1:5002"));
         assert!(r.entry("nope").is_none());
+    }
+
+    #[test]
+    fn a_replaced_table_keeps_the_state_of_the_services_that_stay() {
+        let r = registry();
+        r.update("data", |s| {
+            s.status = ServiceStatus::Online;
+            s.restarts = 3;
+        });
+        let mut services = Config::builtin(Path::new("/bin/orchestrator")).services;
+        services.retain(|s| s.name.as_str() != "mt5");
+        services[0].routes.push("history".into());
+        let mut extra = ServiceConfig::with_defaults(gateway_core::ServiceName::parse("extra").unwrap(), 6000);
+        extra.routes = vec!["extras".into()];
+        services.push(extra);
+        r.replace(&services);
+        assert_eq!(r.names(), ["data", "strategy", "pattern", "extra"]);
+        let data = r.entry("data").unwrap();
+        assert_eq!((data.status, data.restarts), (ServiceStatus::Online, 3), "the live state stays");
+        assert_eq!(r.route("history").unwrap().name.as_str(), "data", "a new route takes effect");
+        assert!(r.route("orders").is_none() && r.entry("mt5").is_none(), "a removed service is gone");
+        assert_eq!(r.entry("extra").unwrap().status, ServiceStatus::Stopped);
+        // Updates reach the state the new table shares.
+        r.update("data", |s| s.restarts = 4);
+        assert_eq!(r.entry("data").unwrap().restarts, 4);
     }
 
     #[test]

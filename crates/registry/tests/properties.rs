@@ -217,6 +217,7 @@ fn config() -> impl Strategy<Value = Config> {
                     data_dir: data_dir.map_or_else(|| PathBuf::from("data"), PathBuf::from),
                     cors_allowed_origins: cors,
                     max_body_bytes,
+                    tls: None,
                 },
                 health: HealthConfig {
                     interval_ms,

@@ -19,11 +19,29 @@ fn minimal_service_gets_every_default() {
     assert_eq!(s.name.as_str(), "data");
     assert_eq!(s.host, "127.0.0.1");
     assert_eq!(s.health_path, "/health");
+    assert_eq!(s.openapi_path.as_deref(), Some("/openapi.json"));
     assert_eq!(s.request_timeout_ms, 10_000);
     assert_eq!(s.restart, RestartPolicy::OnFailure);
     assert_eq!(s.backoff, BackoffConfig::default());
     assert_eq!(s.on_port_conflict, PortConflictPolicy::Fail);
     assert!(s.is_external(), "no command => external");
+}
+
+#[test]
+fn openapi_path_is_a_path_or_empty_for_none() {
+    let with = |v: &str| Config::from_toml(&format!("{MINIMAL}openapi_path = \"{v}\"\n")).unwrap();
+    assert_eq!(with("/docs/api.json").services[0].openapi_path.as_deref(), Some("/docs/api.json"));
+    assert_eq!(with("").services[0].openapi_path, None);
+}
+
+#[test]
+fn tls_names_a_certificate_and_a_key() {
+    let c = Config::from_toml(&format!("[gateway.tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n{MINIMAL}")).unwrap();
+    assert_eq!(c.gateway.tls, Some(TlsConfig { cert: "c.pem".into(), key: "k.pem".into() }));
+    let err = Config::from_toml("[gateway.tls]\ncert = \"c.pem\"\n").unwrap_err().to_string();
+    assert!(err.contains("key"), "{err}");
+    let err = Config::from_toml("[gateway.tls]\ncert = \"c\"\nkey = \"k\"\nca = \"x\"\n").unwrap_err().to_string();
+    assert!(err.contains("unknown field `ca`"), "{err}");
 }
 
 #[test]
@@ -52,6 +70,7 @@ command = ["python", "-m", "data_service"]
 cwd = "services/data"
 env = { LOG_LEVEL = "info" }
 health_path = "/health"
+openapi_path = "/openapi.json"
 events_path = "/events"
 settings_path = "/settings"
 settings_keys = ["symbols", "timeframes"]
@@ -144,6 +163,12 @@ fn invalid_configs_name_the_field_and_line() {
             "relative health path",
             "[[service]]\nname = \"a\"\nport = 1\nhealth_path = \"health\"\n",
             "service[0].health_path",
+            Some(4),
+        ),
+        (
+            "relative openapi path",
+            "[[service]]\nname = \"a\"\nport = 1\nopenapi_path = \"openapi.json\"\n",
+            "service[0].openapi_path",
             Some(4),
         ),
         (
