@@ -96,9 +96,15 @@ fn main() -> ExitCode {
             }
         };
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .init();
+    let mut logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    logger.format_timestamp_millis();
+    // A Windows service has no console: its log goes to a file in the data directory.
+    if let Some(Command::ServiceRun(args)) = &cli.command
+        && let Some(file) = service_install::service_log(args, cli.data_dir.as_deref())
+    {
+        logger.target(env_logger::Target::Pipe(Box::new(file)));
+    }
+    logger.init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -226,10 +232,9 @@ fn serve(config: Config, hooks: service_install::RunHooks) -> anyhow::Result<()>
                 log::info!("dashboard: {url}#token={t}");
                 log::info!("created the admin token in {} (logged this once only)", token_file.display());
             }
-            None if token_file.exists() => log::info!(
-                "dashboard: {url} (open it with #token=<the contents of {}>)",
-                token_file.display()
-            ),
+            None if token_file.exists() => {
+                log::info!("dashboard: {url} (open it with #token=<the contents of {}>)", token_file.display())
+            }
             None => log::info!(
                 "dashboard: {url} ({} was removed; create a token with `orchestrator token create`)",
                 token_file.display()

@@ -213,6 +213,18 @@ pub fn run(
     sys::run_under_service_manager(&args.name, stop_budget(config), serve)
 }
 
+/// Where a run under the Service Control Manager logs, having no console:
+/// `<data dir>/orchestrator.log`, appended to (beside `logs/`, whose `NAME.log` are the services'). `None` for the logon task (its console shows
+/// the log) or when the file cannot be opened (then the log is lost, the service still runs).
+pub fn service_log(args: &ServiceRunArgs, data_dir: Option<&Path>) -> Option<std::fs::File> {
+    if args.logon {
+        return None;
+    }
+    let dir = data_dir?;
+    std::fs::create_dir_all(dir).ok()?;
+    std::fs::OpenOptions::new().create(true).append(true).open(dir.join("orchestrator.log")).ok()
+}
+
 /// How long a graceful stop may take: the slowest `stop_timeout_ms` chain plus 15 s.
 pub fn stop_budget(config: &Config) -> std::time::Duration {
     std::time::Duration::from_millis(slowest_stop_chain_ms(&config.services).saturating_add(15_000))
