@@ -174,6 +174,13 @@ impl RestartSequence {
         self.healthy_since = None;
     }
 
+    /// New rules from a reload; the failure history stays.
+    pub(crate) fn reconfigure(&mut self, policy: BackoffPolicy, max_failures: u32, window: Duration) {
+        self.policy = policy;
+        self.max_failures = max_failures.max(1);
+        self.window = window;
+    }
+
     /// The policy.
     pub(crate) fn policy(&self) -> &BackoffPolicy {
         &self.policy

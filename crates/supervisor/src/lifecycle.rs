@@ -71,6 +71,8 @@ pub(crate) enum Event {
     Probed(ProbeResult),
     /// [`Lifecycle::poll_timeout`] has passed.
     Timer,
+    /// The rules were replaced ([`Lifecycle::reconfigure`]); nothing to do but recompute timers.
+    Reconfigured,
 }
 
 /// Whether the service's port was free before a spawn.
@@ -297,6 +299,16 @@ impl Lifecycle {
         }
     }
 
+    /// New timers and policies from a reload, in place: the phase, the failure history and a
+    /// probe in flight stay; the next timer and decision use the new rules.
+    pub(crate) fn reconfigure(&mut self, rules: Rules) {
+        self.seq.reconfigure(rules.backoff.clone(), rules.max_failures, rules.failure_window);
+        if rules.external != self.rules.external && self.phase == Phase::Idle && self.kind != ServiceKind::Adopted {
+            self.kind = if rules.external { ServiceKind::External } else { ServiceKind::Managed };
+        }
+        self.rules = rules;
+    }
+
     /// Whether a stop is under way (commands wait until it is over, so they are serialised).
     pub(crate) fn stopping(&self) -> bool {
         matches!(self.phase, Phase::Stopping { .. })
@@ -340,6 +352,7 @@ impl Lifecycle {
                 self.probed(result, now);
             }
             Event::Timer => self.timer(now),
+            Event::Reconfigured => {}
         }
         std::mem::take(&mut self.effects)
     }

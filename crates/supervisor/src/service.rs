@@ -52,6 +52,8 @@ pub(crate) enum Command {
     ProbeNow,
     /// Stop whatever runs and end the task.
     Shutdown(oneshot::Sender<()>),
+    /// A reload: the service's new configuration and `[health]`, applied in place.
+    Reconfigure(Arc<ServiceConfig>, HealthConfig),
 }
 
 /// Settings shared by every service task.
@@ -202,6 +204,13 @@ impl ServiceActor {
             Some(Command::ProbeNow) => {
                 self.probe_requested.store(false, Ordering::Release);
                 return Event::ProbeNow;
+            }
+            Some(Command::Reconfigure(config, health)) => {
+                self.lifecycle.reconfigure(Rules::of(&config, &health));
+                self.config = config;
+                self.ctx.health = health;
+                self.prober = self.new_prober();
+                return Event::Reconfigured;
             }
         };
         self.waiters.insert(ticket, waiter);
@@ -452,5 +461,6 @@ fn unreachable_entry(config: &ServiceConfig) -> ServiceEntry {
         last_exit: None,
         next_restart_at: None,
         last_error: None,
+        contract: None,
     }
 }

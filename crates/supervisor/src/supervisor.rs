@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use gateway_core::ServiceStatus;
-use registry::{HealthConfig, Registry, ServiceConfig, ServiceEntry};
+use gateway_core::{ServiceKind, ServiceStatus};
+use registry::{HealthConfig, Registry, ReloadPlan, ServiceConfig, ServiceEntry};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -39,19 +39,32 @@ pub struct SupervisorConfig {
 #[derive(Debug)]
 pub struct Supervisor;
 
+#[derive(Clone)]
 struct ServiceLink {
     tx: mpsc::UnboundedSender<Command>,
     logs: Arc<ServiceLogs>,
     probe_requested: Arc<AtomicBool>,
 }
 
+/// The links of the configured services (replaced in part by a reload).
+type Links = Arc<parking_lot::RwLock<HashMap<String, ServiceLink>>>;
+
 enum MainCommand {
     StartAll(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
+    Reload(Box<Reload>),
+}
+
+/// A reload for the main task to carry out.
+struct Reload {
+    services: Vec<ServiceConfig>,
+    health: HealthConfig,
+    plan: ReloadPlan,
+    done: oneshot::Sender<()>,
 }
 
 struct Inner {
-    services: HashMap<String, ServiceLink>,
+    services: Links,
     main: mpsc::UnboundedSender<MainCommand>,
 }
 
@@ -63,7 +76,7 @@ pub struct SupervisorHandle {
 
 impl std::fmt::Debug for SupervisorHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SupervisorHandle").field("services", &self.inner.services.len()).finish()
+        f.debug_struct("SupervisorHandle").field("services", &self.inner.services.read().len()).finish()
     }
 }
 
@@ -109,8 +122,10 @@ impl Supervisor {
         }
         drop(writer);
 
+        let services: Links = Arc::new(parking_lot::RwLock::new(services));
         let (main_tx, main_rx) = mpsc::unbounded_channel();
         let ctx = Context { registry, health: config.health, run_dir };
+        let main = Main { ctx, links: services.clone(), logs_dir };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
         std::thread::Builder::new()
             .name("supervisor".into())
@@ -127,7 +142,7 @@ impl Supervisor {
                         return;
                     }
                 };
-                runtime.block_on(run_main(ctx, seeds, main_rx));
+                runtime.block_on(main.run(seeds, main_rx));
                 log::debug!("supervisor thread ends");
             })
             .map_err(|e| SupervisorError::io("cannot start the supervisor thread", e))?;
@@ -141,8 +156,8 @@ impl Supervisor {
 }
 
 impl SupervisorHandle {
-    fn link(&self, name: &str) -> Result<&ServiceLink, SupervisorError> {
-        self.inner.services.get(name).ok_or_else(|| SupervisorError::UnknownService(name.to_owned()))
+    fn link(&self, name: &str) -> Result<ServiceLink, SupervisorError> {
+        self.inner.services.read().get(name).cloned().ok_or_else(|| SupervisorError::UnknownService(name.to_owned()))
     }
 
     async fn ask(
@@ -195,11 +210,26 @@ impl SupervisorHandle {
     /// A passive check (e.g. after a failed forward): probe the service now. Bursts are
     /// coalesced; unknown names are ignored.
     pub fn probe_now(&self, name: &str) {
-        if let Some(link) = self.inner.services.get(name)
+        if let Some(link) = self.inner.services.read().get(name)
             && !link.probe_requested.swap(true, Ordering::AcqRel)
             && link.tx.send(Command::ProbeNow).is_err()
         {
             link.probe_requested.store(false, Ordering::Release);
+        }
+    }
+
+    /// Carries out a reload's plan (see [`ReloadPlan`]): removed services are stopped
+    /// (dependents first) and forgotten; the registry gets the new service table; updated
+    /// services (and every service when `[health]` changed) take their new configuration in
+    /// place; restarted ones do too and, when a process of theirs runs, are restarted, in
+    /// configuration order; added services get a task of their own and are started when
+    /// `autostart` (after their dependencies). Unchanged services are not touched: same
+    /// process, same pid. Returns once every step is done.
+    pub async fn reload(&self, services: Vec<ServiceConfig>, health: HealthConfig, plan: ReloadPlan) {
+        let (done, rx) = oneshot::channel();
+        let reload = Box::new(Reload { services, health, plan, done });
+        if self.inner.main.send(MainCommand::Reload(reload)).is_ok() {
+            let _ = rx.await;
         }
     }
 
@@ -215,48 +245,150 @@ impl SupervisorHandle {
     }
 }
 
-/// The main task: creates the service tasks, then serves start-all and shutdown.
-async fn run_main(ctx: Context, seeds: Vec<Seed>, mut rx: mpsc::UnboundedReceiver<MainCommand>) {
-    let mut services: Vec<(Arc<ServiceConfig>, mpsc::UnboundedSender<Command>)> = Vec::new();
-    let mut tasks = Vec::new();
-    for seed in seeds {
-        services.push((seed.config.clone(), seed.tx));
-        let actor = ServiceActor::new(seed.config, ctx.clone(), seed.logs, seed.probe_requested, seed.rx);
-        tasks.push(actix_rt::spawn(actor.run()));
-    }
-    let (cancel_tx, cancel_rx) = watch::channel(false);
-    loop {
-        match rx.recv().await {
-            Some(MainCommand::StartAll(done)) => {
-                start_all(&ctx, &services, &cancel_rx).await;
-                let _ = done.send(());
-            }
-            Some(MainCommand::Shutdown(done)) => {
-                let _ = cancel_tx.send(true);
-                shutdown(&services).await;
-                let _ = done.send(());
-                break;
-            }
-            None => {
-                // Every handle is gone: nobody can stop the services any more, so stop them now.
-                let _ = cancel_tx.send(true);
-                shutdown(&services).await;
-                break;
+/// The main task's state: what it needs to create service tasks after start-up (a reload).
+struct Main {
+    ctx: Context,
+    links: Links,
+    logs_dir: PathBuf,
+}
+
+/// The configured services, in configuration order, with their task's channel.
+type Tasks = Vec<(Arc<ServiceConfig>, mpsc::UnboundedSender<Command>)>;
+
+impl Main {
+    /// Creates the service tasks, then serves start-all, reloads and shutdown.
+    async fn run(mut self, seeds: Vec<Seed>, mut rx: mpsc::UnboundedReceiver<MainCommand>) {
+        let mut services: Tasks = Vec::new();
+        let mut tasks = Vec::new();
+        for seed in seeds {
+            services.push((seed.config.clone(), seed.tx));
+            let actor = ServiceActor::new(seed.config, self.ctx.clone(), seed.logs, seed.probe_requested, seed.rx);
+            tasks.push(actix_rt::spawn(actor.run()));
+        }
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        loop {
+            match rx.recv().await {
+                Some(MainCommand::StartAll(done)) => {
+                    clean_up_leftovers(&self.ctx.run_dir).await;
+                    start_services(&self.ctx, &services, &cancel_rx).await;
+                    let _ = done.send(());
+                }
+                Some(MainCommand::Reload(reload)) => {
+                    let Reload { services: configs, health, plan, done } = *reload;
+                    services = self.reload(services, configs, health, &plan, &mut tasks, &cancel_rx).await;
+                    let _ = done.send(());
+                }
+                Some(MainCommand::Shutdown(done)) => {
+                    let _ = cancel_tx.send(true);
+                    shutdown(&services).await;
+                    let _ = done.send(());
+                    break;
+                }
+                None => {
+                    // Every handle is gone: nobody can stop the services any more, so stop them now.
+                    let _ = cancel_tx.send(true);
+                    shutdown(&services).await;
+                    break;
+                }
             }
         }
+        drop(services);
+        for t in tasks {
+            let _ = t.await;
+        }
     }
-    drop(services);
-    for t in tasks {
-        let _ = t.await;
+
+    async fn reload(
+        &mut self,
+        running: Tasks,
+        configs: Vec<ServiceConfig>,
+        health: HealthConfig,
+        plan: &ReloadPlan,
+        tasks: &mut Vec<actix_rt::task::JoinHandle<()>>,
+        cancel: &watch::Receiver<bool>,
+    ) -> Tasks {
+        let named = |list: &[String], c: &ServiceConfig| list.iter().any(|n| n == c.name.as_str());
+        let (removed, mut kept): (Tasks, Tasks) = running.into_iter().partition(|(c, _)| named(&plan.removed, c));
+        if !removed.is_empty() {
+            log::info!("reload: stopping the removed services {}", plan.removed.join(", "));
+            shutdown(&removed).await;
+            let mut links = self.links.write();
+            for (c, _) in &removed {
+                links.remove(c.name.as_str());
+            }
+        }
+        self.ctx.registry.replace(&configs);
+        self.ctx.health = health.clone();
+        let mut next: Tasks = Vec::with_capacity(configs.len());
+        for config in configs {
+            let changed = plan.health_changed || named(&plan.updated, &config) || named(&plan.restarted, &config);
+            let config = Arc::new(config);
+            if let Some(pos) = kept.iter().position(|(c, _)| c.name == config.name) {
+                let (_, tx) = kept.swap_remove(pos);
+                if changed {
+                    let _ = tx.send(Command::Reconfigure(config.clone(), health.clone()));
+                }
+                next.push((config, tx));
+            } else {
+                let tx = self.add(config.clone(), tasks);
+                next.push((config, tx));
+            }
+        }
+        // Restarts in configuration order, one at a time, only of services with a process.
+        for (config, tx) in &next {
+            let name = config.name.as_str();
+            let has_process =
+                self.ctx.registry.entry(name).is_some_and(|e| e.pid.is_some() && e.kind == ServiceKind::Managed);
+            if named(&plan.restarted, config) && has_process {
+                log::info!("reload: restarting {name} (what its process runs changed)");
+                let (reply, rx) = oneshot::channel();
+                if tx.send(Command::Restart(reply)).is_ok() {
+                    report_autostart(name, rx.await.unwrap_or(Err(SupervisorError::ShutDown)));
+                }
+            }
+        }
+        let added: Tasks = next.iter().filter(|(c, _)| named(&plan.added, c)).cloned().collect();
+        if !added.is_empty() {
+            log::info!("reload: starting the added services {}", plan.added.join(", "));
+            start_services(&self.ctx, &added, cancel).await;
+        }
+        next
+    }
+
+    /// A task for a service added by a reload, with a writer of its own for its log file.
+    fn add(
+        &self,
+        config: Arc<ServiceConfig>,
+        tasks: &mut Vec<actix_rt::task::JoinHandle<()>>,
+    ) -> mpsc::UnboundedSender<Command> {
+        let path = logs::log_path(&self.logs_dir, config.name.as_str());
+        let writer = match logs::spawn_writer(vec![RotatingFile::new(path, LOG_FILE_MAX_BYTES, LOG_FILES_KEPT)]) {
+            Ok(w) => Some((0, w)),
+            Err(e) => {
+                log::warn!("{}: no log file (cannot start its writer: {e})", config.name);
+                None
+            }
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let logs = Arc::new(ServiceLogs::new(writer));
+        let probe_requested = Arc::new(AtomicBool::new(false));
+        self.links.write().insert(
+            config.name.to_string(),
+            ServiceLink { tx: tx.clone(), logs: logs.clone(), probe_requested: probe_requested.clone() },
+        );
+        let actor = ServiceActor::new(config, self.ctx.clone(), logs, probe_requested, rx);
+        tasks.push(actix_rt::spawn(actor.run()));
+        tx
     }
 }
 
-async fn start_all(
+/// Starts the autostart services (those without dependencies in parallel, the others in the
+/// background once their dependencies are online) and begins monitoring the external ones.
+async fn start_services(
     ctx: &Context,
     services: &[(Arc<ServiceConfig>, mpsc::UnboundedSender<Command>)],
     cancel: &watch::Receiver<bool>,
 ) {
-    clean_up_leftovers(&ctx.run_dir).await;
     let mut replies = Vec::new();
     for (config, tx) in services {
         if config.is_external() {

@@ -682,3 +682,52 @@ async fn restart_and_passive_probe() {
     assert!(probes <= 2, "a burst of passive checks is coalesced ({probes} probes)");
     h.finish(&["again"]).await;
 }
+
+#[tokio::test]
+async fn a_reload_restarts_only_what_changed_and_keeps_every_other_pid() {
+    let (same, tuned, changed, gone) =
+        (service("same", &[]), service("tuned", &[]), service("changed", &[]), service("gone", &[]));
+    let h = Harness::new(vec![same.clone(), tuned.clone(), changed.clone(), gone.clone()]);
+    for name in ["same", "tuned", "changed", "gone"] {
+        h.handle.start_service(name).await.unwrap();
+    }
+    let mut pids = BTreeMap::new();
+    for name in ["same", "tuned", "changed", "gone"] {
+        pids.insert(name, h.online(name).await.pid.unwrap());
+    }
+    let old = registry::Config {
+        services: vec![same.clone(), tuned.clone(), changed.clone(), gone.clone()],
+        ..Default::default()
+    };
+    let mut tuned2 = tuned.clone();
+    tuned2.request_timeout_ms = 1234;
+    tuned2.routes = vec!["tunes".into()];
+    let mut changed2 = changed.clone();
+    changed2.env.insert("RELOADED".into(), "1".into());
+    let added = service("added", &[]);
+    let new = registry::Config { services: vec![same.clone(), tuned2, changed2, added.clone()], ..Default::default() };
+    let plan = registry::ReloadPlan::between(&old, &new);
+    assert_eq!(
+        (plan.updated.as_slice(), plan.restarted.as_slice()),
+        (&["tuned".to_owned()][..], &["changed".to_owned()][..])
+    );
+    h.handle.reload(new.services.clone(), health(), plan).await;
+
+    assert_eq!(h.entry("same").pid, Some(pids["same"]), "an unchanged service keeps its process");
+    assert_eq!(h.entry("tuned").pid, Some(pids["tuned"]), "a service updated in place keeps its process");
+    assert_eq!(h.registry.route("tunes").unwrap().request_timeout_ms, 1234, "its new routes and timeout apply");
+    let restarted = h.online("changed").await;
+    assert_ne!(restarted.pid, Some(pids["changed"]), "a changed environment restarts it");
+    assert_eq!(restarted.restarts, 1);
+    assert!(!alive(pids["changed"]));
+    assert!(h.registry.entry("gone").is_none(), "a removed service is forgotten");
+    assert!(!alive(pids["gone"]), "and stopped");
+    assert!(matches!(h.handle.start_service("gone").await, Err(SupervisorError::UnknownService(_))));
+    h.online("added").await;
+    // The added service is supervised like the others: killed, it comes back.
+    let pid = h.entry("added").pid.unwrap();
+    sigkill(pid);
+    h.wait_for("added", "online again", |e| e.status == ServiceStatus::Online && e.pid.is_some_and(|p| p != pid)).await;
+    assert!(!h.handle.logs("added", 10).unwrap().is_empty(), "its output is captured");
+    h.finish(&["same", "tuned", "changed", "added"]).await;
+}
