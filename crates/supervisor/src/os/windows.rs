@@ -815,9 +815,8 @@ mod tests {
         let exists = |p: &Path| files.contains(&PathBuf::from(p.to_string_lossy().to_ascii_lowercase()));
         let cwd = Path::new(r"C:\work");
         let path = OsStr::new(r"C:\Python;;C:\Tools;");
-        let find = |name: &str, pathext: Option<&str>| {
-            resolve_program(name, cwd, Some(path), pathext.map(OsStr::new), exists)
-        };
+        let find =
+            |name: &str, pathext: Option<&str>| resolve_program(name, cwd, Some(path), pathext.map(OsStr::new), exists);
         let table: &[(&str, Option<&str>, Option<&str>)] = &[
             // PATHEXT order within a directory, PATH order across them.
             ("python", None, Some(r"C:\Python\python.exe")),
