@@ -54,6 +54,7 @@ fn schtasks(args: &[String]) -> anyhow::Result<()> {
     let out = Command::new("schtasks").args(args).output().context("running schtasks")?;
     if !out.status.success() {
         let said = [out.stdout, out.stderr].map(|b| String::from_utf8_lossy(&b).trim().to_owned()).join(" ");
+        let said = if said.trim().is_empty() { format!("{} and no message", out.status) } else { said };
         bail!("schtasks {} failed: {}", args.first().map(String::as_str).unwrap_or_default(), said.trim());
     }
     Ok(())
