@@ -83,8 +83,8 @@ enum TokenCommand {
 }
 
 fn main() -> ExitCode {
-    // A keeper the supervisor re-executed runs here and never returns.
-    #[cfg(unix)]
+    // A keeper the supervisor re-executed (Unix), or its stop-signal helper (Windows), runs here
+    // and never returns.
     supervisor::keeper_entry();
     let cli = Cli::parse();
     if let Some(Command::Sim(args)) = cli.command {

@@ -1,5 +1,7 @@
 //! Integration tests of the supervisor with real processes: the Python fixture service in
-//! `tests/fixtures/service.py`, real ports, real signals, real `/proc`.
+//! `tests/fixtures/service.py`, real ports, real signals, real `/proc` (Unix; the Windows
+//! layer has its own tests in `os/windows.rs` and `tests/windows.rs`).
+#![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
