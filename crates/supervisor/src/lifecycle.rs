@@ -71,6 +71,9 @@ pub(crate) enum Event {
     Probed(ProbeResult),
     /// [`Lifecycle::poll_timeout`] has passed.
     Timer,
+    /// The answer to [`Effect::Signal`] when the stop signal could not be raised (e.g. a
+    /// console event the platform cannot deliver): the stop goes on with a kill at once.
+    SignalFailed { reason: String },
     /// The rules were replaced ([`Lifecycle::reconfigure`]); nothing to do but recompute timers.
     Reconfigured,
 }
@@ -178,7 +181,7 @@ pub(crate) enum Effect {
     CheckPort,
     /// Spawn the command; answer with [`Event::Spawned`] or [`Event::SpawnFailed`].
     Spawn,
-    /// Send `stop_signal` to the tree.
+    /// Send `stop_signal` to the tree; answer with [`Event::SignalFailed`] if it cannot be sent.
     Signal,
     /// Kill every process of the tree.
     Terminate,
@@ -353,6 +356,14 @@ impl Lifecycle {
             }
             Event::Timer => self.timer(now),
             Event::Reconfigured => {}
+            Event::SignalFailed { reason } => {
+                if let Phase::Stopping { deadline, kills: kills @ 0, .. } = &mut self.phase {
+                    *kills = 1;
+                    *deadline = now + KILL_WAIT;
+                    self.log(Level::Warn, format!("cannot send the stop signal ({reason}); killing it"));
+                    self.effects.push(Effect::Terminate);
+                }
+            }
         }
         std::mem::take(&mut self.effects)
     }

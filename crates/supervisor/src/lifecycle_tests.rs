@@ -229,6 +229,22 @@ fn table() -> Vec<Row> {
             ]),
         ),
         (
+            "a stop signal that cannot be raised turns the stop into a kill at once",
+            |_| {},
+            chain(vec![
+                online(),
+                vec![
+                    (500, cmd(Command::Stop, 2), vec!["signal"]),
+                    (
+                        500,
+                        Event::SignalFailed { reason: "no console".into() },
+                        vec!["cannot send the stop signal (no console)", "terminate"],
+                    ),
+                    (510, killed(), vec!["status=stopped", "reply#2=Done"]),
+                ],
+            ]),
+        ),
+        (
             "stop_signal SIGKILL kills at once",
             |r| r.stop_kills = true,
             chain(vec![online(), vec![(500, cmd(Command::Stop, 2), vec!["terminate", "!signal"])]]),

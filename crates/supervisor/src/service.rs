@@ -237,7 +237,8 @@ impl ServiceActor {
                 if let Some(i) = &self.instance
                     && let Err(e) = i.tree.signal(&self.config.stop_signal)
                 {
-                    log::warn!("{}: cannot send {} to tree {}: {e}", self.name, self.config.stop_signal, i.tree.id());
+                    let reason = format!("{} to tree {}: {e}", self.config.stop_signal, i.tree.id());
+                    return Some(Event::SignalFailed { reason });
                 }
             }
             Effect::Terminate => {
