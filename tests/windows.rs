@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use common::{FAST, Services, TestApp, eventually, free_port, one_service};
 use serde_json::Value;
 use windows_sys::Win32::Foundation::WAIT_TIMEOUT;
+use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows_sys::Win32::System::Threading::{
     OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE, PROCESS_TERMINATE, TerminateProcess,
     WaitForSingleObject,
@@ -53,6 +54,16 @@ fn terminate(pid: u32) {
     assert_ne!(ok, 0, "TerminateProcess({pid}): {}", std::io::Error::last_os_error());
 }
 
+/// Whether this runs under Wine (its ntdll exports `wine_get_version`).
+#[allow(unsafe_code)]
+fn under_wine() -> bool {
+    let ntdll: Vec<u16> = "ntdll.dll".encode_utf16().chain([0]).collect();
+    // SAFETY: a NUL-terminated module name; ntdll is loaded in every process.
+    let module = unsafe { GetModuleHandleW(ntdll.as_ptr()) };
+    // SAFETY: a module handle from above and a NUL-terminated export name.
+    !module.is_null() && unsafe { GetProcAddress(module, c"wine_get_version".as_ptr().cast()) }.is_some()
+}
+
 fn pid_of(entry: &Value) -> u32 {
     u32::try_from(entry["pid"].as_u64().unwrap_or_else(|| panic!("no pid in {entry}"))).unwrap()
 }
@@ -60,6 +71,15 @@ fn pid_of(entry: &Value) -> u32 {
 /// Waits until no process of `pids` runs.
 async fn all_gone(what: &str, pids: &[u32]) {
     eventually(what, LONG, || async { pids.iter().all(|p| !running(*p)).then_some(()) }).await;
+}
+
+/// Waits until a line of the service's captured output contains `needle` (output is read
+/// asynchronously, so it may trail the status change).
+async fn log_line(api: &common::Api, name: &str, needle: &str) {
+    eventually(&format!("a line with {needle:?} in the log of {name}"), LONG, || async move {
+        api.service_log(name).await.iter().any(|l| l.contains(needle)).then_some(())
+    })
+    .await;
 }
 
 /// The pid the `--spawn-child` grandchild printed in its service's log.
@@ -109,20 +129,42 @@ async fn a_terminated_service_is_restarted_once() {
 }
 
 #[actix_rt::test]
-async fn stop_raises_ctrl_break_and_leaves_no_process_of_the_service() {
+async fn stop_leaves_no_process_of_the_service() {
     let port = free_port();
     let app = TestApp::spawn_with_env(&one_service("data", port, &[], "autostart = true"), FAST).await;
     let api = app.client();
     let e = api.wait_status("data", "online", LONG).await;
     let r = api.post("/api/services/data/stop").await;
     assert_eq!(r.data()["status"], "stopped", "{:?}", r.body);
+    assert!(r.data()["pid"].is_null(), "{:?}", r.body);
     assert!(!running(pid_of(&e)), "no process of the service is left");
-    let log = api.service_log("data").await;
-    assert!(log.iter().any(|l| l.contains("CTRL_BREAK, stopping")), "stopped by CTRL_BREAK, gracefully: {log:?}");
+}
+
+/// Wine 8 cannot raise Ctrl+Break (`GenerateConsoleCtrlEvent(CTRL_BREAK_EVENT, 0)` fails with
+/// ERROR_INVALID_HANDLE), so there the default stop (`SIGTERM`) only ends a service when the
+/// stop timeout terminates its job; under Wine this test checks that instead.
+#[actix_rt::test]
+async fn the_default_stop_signal_is_ctrl_break_and_the_service_exits_gracefully_not_under_wine() {
+    let port = free_port();
+    let config = one_service("data", port, &[], "autostart = true\nstop_timeout_ms = 800");
+    let app = TestApp::spawn_with_env(&config, FAST).await;
+    let api = app.client();
+    let e = api.wait_status("data", "online", LONG).await;
+    let started = Instant::now();
+    let r = api.post("/api/services/data/stop").await;
+    let took = started.elapsed();
+    assert_eq!(r.data()["status"], "stopped", "{:?}", r.body);
+    assert!(!running(pid_of(&e)));
+    if under_wine() {
+        assert!(took >= Duration::from_millis(800), "under Wine only the stop timeout ends it: {took:?}");
+        assert!(app.log().contains("GenerateConsoleCtrlEvent"), "the helper's failure is logged\n{}", app.log());
+        return;
+    }
+    log_line(&api, "data", "CTRL_BREAK, stopping").await;
 }
 
 #[actix_rt::test]
-async fn stop_signal_sigint_raises_ctrl_c() {
+async fn stop_signal_sigint_is_ctrl_c_and_the_service_exits_gracefully() {
     let port = free_port();
     let config = one_service("data", port, &[], "autostart = true\nstop_signal = \"SIGINT\"");
     let app = TestApp::spawn_with_env(&config, FAST).await;
@@ -131,15 +173,16 @@ async fn stop_signal_sigint_raises_ctrl_c() {
     let r = api.post("/api/services/data/stop").await;
     assert_eq!(r.data()["status"], "stopped", "{:?}", r.body);
     assert!(!running(pid_of(&e)));
-    let log = api.service_log("data").await;
-    assert!(log.iter().any(|l| l.contains("CTRL_C, stopping")), "stopped by CTRL_C, gracefully: {log:?}");
+    log_line(&api, "data", "CTRL_C, stopping").await;
 }
 
+/// `--ignore-sigterm` ignores both console events on Windows; Ctrl+C is the one Wine can raise
+/// too, so this uses `stop_signal = "SIGINT"`, and the log shows the event arrived and was ignored.
 #[actix_rt::test]
-async fn a_service_ignoring_ctrl_break_is_terminated_after_the_stop_timeout() {
+async fn a_service_ignoring_its_stop_event_is_terminated_after_the_stop_timeout() {
     let port = free_port();
-    let config = one_service("data", port, &["--ignore-sigterm"], "autostart = true\nstop_timeout_ms = 800");
-    let app = TestApp::spawn_with_env(&config, FAST).await;
+    let extra = "autostart = true\nstop_signal = \"SIGINT\"\nstop_timeout_ms = 800";
+    let app = TestApp::spawn_with_env(&one_service("data", port, &["--ignore-sigterm"], extra), FAST).await;
     let api = app.client();
     let e = api.wait_status("data", "online", LONG).await;
     let started = Instant::now();
@@ -148,6 +191,7 @@ async fn a_service_ignoring_ctrl_break_is_terminated_after_the_stop_timeout() {
     assert_eq!(r.data()["status"], "stopped", "{:?}", r.body);
     assert!(took >= Duration::from_millis(800), "waited the stop timeout first: {took:?}");
     assert!(!running(pid_of(&e)), "the job was terminated");
+    log_line(&api, "data", "ignoring CTRL_C (--ignore-sigterm)").await;
 }
 
 #[actix_rt::test]
@@ -182,15 +226,19 @@ async fn terminating_the_orchestrator_leaves_no_service_behind() {
     all_gone("every service (and the grandchild) to end with the orchestrator", &pids).await;
 }
 
+/// Wine's TCP table lists a listener but leaves its owning pid 0, so under Wine the conflict is
+/// found but its owner cannot be named.
 #[actix_rt::test]
-async fn a_foreign_listener_on_the_port_is_a_port_conflict_naming_its_pid() {
+async fn a_foreign_listener_on_the_port_is_a_port_conflict_naming_its_pid_not_under_wine() {
     let port = free_port();
     let _holder = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let app = TestApp::spawn_with_env(&one_service("data", port, &[], "autostart = true"), FAST).await;
     let api = app.client();
     let e = api.wait_status("data", "error", LONG).await;
     assert_eq!(e["sub_state"], "port_conflict", "{e}");
-    let me = std::process::id().to_string();
-    assert!(e["last_error"].as_str().unwrap_or("").contains(&me), "names the owning pid {me}: {e}");
     assert!(e["pid"].is_null(), "nothing was spawned: {e}");
+    if !under_wine() {
+        let me = std::process::id().to_string();
+        assert!(e["last_error"].as_str().unwrap_or("").contains(&me), "names the owning pid {me}: {e}");
+    }
 }
