@@ -53,6 +53,8 @@ pub enum ErrorCode {
     Forbidden,
     /// 404: no such route or resource.
     NotFound,
+    /// 405: the path exists but does not take this method.
+    MethodNotAllowed,
     /// 409: the request conflicts with the current state.
     Conflict,
     /// 413: the request body is too large.
@@ -71,11 +73,12 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the specification's table.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::ValidationFailed,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
         ErrorCode::Conflict,
         ErrorCode::PayloadTooLarge,
         ErrorCode::ServiceUnavailable,
@@ -92,6 +95,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::ServiceUnavailable => 503,
@@ -108,6 +112,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::ServiceUnavailable => "service_unavailable",
@@ -236,6 +241,35 @@ pub enum Reason {
     InconsistentStops,
     /// A value (header, query) contains control characters or is otherwise malformed.
     Malformed,
+    /// A number below the contract's minimum (`exclusive`: it must be greater).
+    BelowMinimum {
+        /// The bound, as written in the contract.
+        min: String,
+        /// Whether the bound itself is excluded.
+        exclusive: bool,
+    },
+    /// A number above the contract's maximum (`exclusive`: it must be smaller).
+    AboveMaximum {
+        /// The bound, as written in the contract.
+        max: String,
+        /// Whether the bound itself is excluded.
+        exclusive: bool,
+    },
+    /// Text that does not match the contract's regular expression.
+    PatternMismatch {
+        /// The pattern.
+        pattern: String,
+    },
+    /// Any other rule of a service's contract (the JSON Schema validator's own words, English).
+    ContractViolation {
+        /// What the validator said.
+        detail: String,
+    },
+    /// The configuration file is not valid (`config check`'s message: field, line, what).
+    InvalidConfig {
+        /// What `config check` says.
+        detail: String,
+    },
 }
 
 impl Reason {
@@ -274,6 +308,13 @@ impl Reason {
                 FromAfterTo => "a kezdő időpont későbbi, mint a záró".into(),
                 InconsistentStops => "a stop loss / take profit nem illik az irányhoz".into(),
                 Malformed => "hibás formátum".into(),
+                BelowMinimum { min, exclusive: false } => format!("az értéknek legalább {min} kell lennie"),
+                BelowMinimum { min, exclusive: true } => format!("az értéknek nagyobbnak kell lennie, mint {min}"),
+                AboveMaximum { max, exclusive: false } => format!("az értéknek legfeljebb {max} lehet"),
+                AboveMaximum { max, exclusive: true } => format!("az értéknek kisebbnek kell lennie, mint {max}"),
+                PatternMismatch { pattern } => format!("nem illeszkedik a mintára ({pattern})"),
+                ContractViolation { detail } => format!("nem felel meg a szolgáltatás szerződésének ({detail})"),
+                InvalidConfig { detail } => format!("a konfigurációs fájl hibás, semmi sem változott ({detail})"),
             },
             Lang::En => match self {
                 Missing => "is required but missing".into(),
@@ -306,6 +347,13 @@ impl Reason {
                 FromAfterTo => "from is later than to".into(),
                 InconsistentStops => "stop loss / take profit do not fit the side".into(),
                 Malformed => "malformed".into(),
+                BelowMinimum { min, exclusive: false } => format!("must be at least {min}"),
+                BelowMinimum { min, exclusive: true } => format!("must be greater than {min}"),
+                AboveMaximum { max, exclusive: false } => format!("must be at most {max}"),
+                AboveMaximum { max, exclusive: true } => format!("must be less than {max}"),
+                PatternMismatch { pattern } => format!("does not match the pattern {pattern}"),
+                ContractViolation { detail } => format!("does not satisfy the service's contract ({detail})"),
+                InvalidConfig { detail } => format!("the configuration file is invalid, nothing changed ({detail})"),
             },
         }
     }
@@ -347,6 +395,8 @@ pub enum Problem {
     Forbidden,
     /// 404.
     NotFound,
+    /// 405: the path does not take this method (a service's contract says so).
+    MethodNotAllowed,
     /// 409: the service is already running or starting.
     AlreadyRunning {
         /// Display name of the service.
@@ -445,6 +495,7 @@ impl Problem {
             Problem::Unauthorized => ErrorCode::Unauthorized,
             Problem::Forbidden => ErrorCode::Forbidden,
             Problem::NotFound => ErrorCode::NotFound,
+            Problem::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             Problem::AlreadyRunning { .. }
             | Problem::AlreadyStopped { .. }
             | Problem::NotManaged { .. }
@@ -457,6 +508,7 @@ impl Problem {
                 401 => ErrorCode::Unauthorized,
                 403 => ErrorCode::Forbidden,
                 404 => ErrorCode::NotFound,
+                405 => ErrorCode::MethodNotAllowed,
                 409 => ErrorCode::Conflict,
                 413 => ErrorCode::PayloadTooLarge,
                 _ => ErrorCode::ValidationFailed,
@@ -482,6 +534,7 @@ impl Problem {
                 Problem::Unauthorized => "Hitelesítés szükséges.".into(),
                 Problem::Forbidden => "Nincs jogosultság ehhez a művelethez.".into(),
                 Problem::NotFound => "A keresett erőforrás nem található.".into(),
+                Problem::MethodNotAllowed => "Ez a művelet nem támogatott ezen az útvonalon.".into(),
                 Problem::AlreadyRunning { service } => format!("A(z) {service} már fut."),
                 Problem::AlreadyStopped { service } => format!("A(z) {service} már le van állítva."),
                 Problem::NotManaged { service } => {
@@ -518,6 +571,7 @@ impl Problem {
                 Problem::Unauthorized => "Authentication required.".into(),
                 Problem::Forbidden => "You are not allowed to perform this action.".into(),
                 Problem::NotFound => "The requested resource was not found.".into(),
+                Problem::MethodNotAllowed => "This operation is not supported on this path.".into(),
                 Problem::AlreadyRunning { service } => format!("{service} is already running."),
                 Problem::AlreadyStopped { service } => format!("{service} is already stopped."),
                 Problem::NotManaged { service } => {
@@ -588,6 +642,12 @@ mod tests {
             (Problem::Unauthorized, ErrorCode::Unauthorized, 401, "Hitelesítés szükséges."),
             (Problem::Forbidden, ErrorCode::Forbidden, 403, "Nincs jogosultság ehhez a művelethez."),
             (Problem::NotFound, ErrorCode::NotFound, 404, "A keresett erőforrás nem található."),
+            (
+                Problem::MethodNotAllowed,
+                ErrorCode::MethodNotAllowed,
+                405,
+                "Ez a művelet nem támogatott ezen az útvonalon.",
+            ),
             (
                 Problem::AlreadyRunning { service: "Data Service".into() },
                 ErrorCode::Conflict,
@@ -737,6 +797,13 @@ mod tests {
             Reason::FromAfterTo,
             Reason::InconsistentStops,
             Reason::Malformed,
+            Reason::BelowMinimum { min: "1".into(), exclusive: false },
+            Reason::BelowMinimum { min: "0".into(), exclusive: true },
+            Reason::AboveMaximum { max: "9".into(), exclusive: false },
+            Reason::AboveMaximum { max: "9".into(), exclusive: true },
+            Reason::PatternMismatch { pattern: "^[A-Z]+$".into() },
+            Reason::ContractViolation { detail: "x".into() },
+            Reason::InvalidConfig { detail: "service[0].port (line 3): must be greater than 0".into() },
         ];
         for r in reasons {
             let (hu, en) = (r.render(Lang::Hu), r.render(Lang::En));

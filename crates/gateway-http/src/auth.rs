@@ -25,6 +25,7 @@ const ACCESS_TABLE: &[(&str, &str, Access)] = &[
     ("GET", "/assets/{file}", Access::Public),
     ("GET", "/api/health", Access::Public),
     ("GET", "/api/openapi.json", Access::Public),
+    ("GET", "/api/docs", Access::Public),
     ("GET", "/ws", Access::Public),
     ("GET", "/api/services", Access::Read),
     ("GET", "/api/services/{name}", Access::Read),

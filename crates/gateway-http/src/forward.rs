@@ -47,18 +47,25 @@ async fn forward(
         return Err(Problem::ServiceUnavailable { service: service.display_name.clone() }.into());
     }
 
-    let limits = state.limits_for(&service);
-    let query = req.query_string();
-    if !query.is_empty() {
-        validate::check_query(form_urlencoded::parse(query.as_bytes()), &limits)?;
-    }
-
     let method = req.method().clone();
+    let query = req.query_string();
     let body = if method == Method::GET || method == Method::HEAD {
         Bytes::new()
     } else {
         body::read_limited(&req, payload, state.config.gateway.max_body_bytes).await?
     };
+    // The service's own contract first (404/405 before any field); a service configured
+    // without one costs nothing here.
+    if service.openapi_path.is_some()
+        && let Some(contract) = state.contracts.get(service.name.as_str())
+    {
+        contract.check(&method, raw_path.strip_prefix("/api").unwrap_or(raw_path), query, &body)?;
+    }
+
+    let limits = state.limits_for(&service);
+    if !query.is_empty() {
+        validate::check_query(form_urlencoded::parse(query.as_bytes()), &limits)?;
+    }
     if !body.is_empty() || is_typed_route(&method, rest) {
         check_body(&method, rest, &body, &limits)?;
     }

@@ -9,6 +9,7 @@ mod aggregate;
 mod auth;
 mod body;
 mod context;
+pub mod contract;
 mod cors;
 mod error;
 mod forward;

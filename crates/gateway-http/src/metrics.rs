@@ -254,6 +254,7 @@ mod tests {
             last_exit: None,
             next_restart_at: None,
             last_error: None,
+            contract: None,
         }
     }
 

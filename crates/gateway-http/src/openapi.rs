@@ -269,11 +269,26 @@ pub const OPERATIONS: &[Operation] = &[
         path: None,
         tag: "health",
         summary: "This document",
-        description: "OpenAPI 3.1 description of every route.",
+        description: "OpenAPI 3.1 description of every route: the gateway's own, and every online service's \
+                      operations from its own contract under /api/…, tagged by service.",
         params: &[],
         body: None,
         status: 200,
         answer: Answer::Raw("application/json"),
+        errors: &[],
+    },
+    Operation {
+        method: "GET",
+        pattern: "/api/docs",
+        path: None,
+        tag: "health",
+        summary: "Interactive API page",
+        description: "A page over /api/openapi.json: every operation, its parameters and body, and a form \
+                      that sends it with your token.",
+        params: &[],
+        body: None,
+        status: 200,
+        answer: Answer::Raw("text/html"),
         errors: &[],
     },
     Operation {
@@ -962,13 +977,28 @@ fn document_json() -> &'static str {
     })
 }
 
-/// Registers `GET /api/openapi.json` (before the forwarding catch-all).
+/// The gateway's own document as JSON, parsed once (the merge starts from a copy of it).
+fn document_value() -> &'static serde_json::Value {
+    static VALUE: OnceLock<serde_json::Value> = OnceLock::new();
+    VALUE.get_or_init(|| serde_json::from_str(document_json()).unwrap_or_default())
+}
+
+/// Registers `GET /api/openapi.json` (before the forwarding catch-all; the page over it,
+/// `GET /api/docs`, is served with the dashboard's assets in `page`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/openapi.json", web::get().to(openapi_json));
 }
 
-async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(document_json())
+/// The gateway's routes plus every online service's operations from its own contract.
+async fn openapi_json(state: web::Data<crate::state::AppState>) -> HttpResponse {
+    let merged = state.contracts.merged(document_value(), &state.registry);
+    match serde_json::to_vec(&merged) {
+        Ok(body) => HttpResponse::Ok().content_type("application/json").body(body),
+        Err(e) => {
+            log::error!("cannot serialise the merged OpenAPI document: {e}");
+            HttpResponse::Ok().content_type("application/json").body(document_json())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1012,7 +1042,7 @@ mod tests {
                 for (status, response) in op["responses"].as_object().unwrap() {
                     let json = &response["content"]["application/json"]["schema"];
                     let envelope = json.to_string().contains("#/components/schemas/Envelope");
-                    let raw = path == "/api/openapi.json" || !path.starts_with("/api");
+                    let raw = path == "/api/openapi.json" || path == "/api/docs" || !path.starts_with("/api");
                     let sse = path == "/api/events/stream" && status == "200";
                     assert!(envelope || raw || sse, "{method} {path} {status} is not an envelope: {response}");
                     if status.starts_with('4') || status.starts_with('5') {

@@ -1,5 +1,6 @@
-//! The built-in operator dashboard (SPEC §8): `GET /` and its three static assets, embedded in
-//! the binary (no CDN, no build step), served with a strict same-origin Content-Security-Policy.
+//! The built-in operator dashboard (SPEC §8): `GET /` and its static assets, and the interactive
+//! API page `GET /api/docs` over `/api/openapi.json` (SPEC §4), embedded in the binary (no CDN, no
+//! build step), served with a strict same-origin Content-Security-Policy.
 //!
 //! The page itself is public (it holds no data); everything it shows comes from the API and the
 //! `/ws` hub with the operator's token, which the page reads from the URL fragment
@@ -37,6 +38,10 @@ struct Asset {
 const INDEX: Asset =
     Asset { name: "", content_type: "text/html; charset=utf-8", body: include_bytes!("../static/index.html") };
 
+/// `GET /api/docs`: the interactive page over the merged OpenAPI document.
+const DOCS: Asset =
+    Asset { name: "", content_type: "text/html; charset=utf-8", body: include_bytes!("../static/docs.html") };
+
 const ASSETS: &[Asset] = &[
     Asset {
         name: "dashboard.js",
@@ -49,7 +54,16 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../static/dashboard.css"),
     },
     Asset { name: "favicon.svg", content_type: "image/svg+xml", body: include_bytes!("../static/favicon.svg") },
+    Asset {
+        name: "docs.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../static/docs.js"),
+    },
+    Asset { name: "docs.css", content_type: "text/css; charset=utf-8", body: include_bytes!("../static/docs.css") },
 ];
+
+/// The `ETag` of the API page.
+static DOCS_ETAG: LazyLock<String> = LazyLock::new(|| format!("\"{:016x}\"", fnv1a(DOCS.body)));
 
 /// Strong `ETag`s of the page and of each asset, in `ASSETS` order after the page.
 static ETAGS: LazyLock<Vec<String>> =
@@ -60,15 +74,20 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// Registers `GET /` and `GET /assets/{file}` (HEAD too).
+/// Registers `GET /`, `GET /api/docs` and `GET /assets/{file}` (HEAD too).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let get_or_head = || guard::Any(guard::Get()).or(guard::Head());
     cfg.route("/", web::route().guard(get_or_head()).to(index))
+        .route("/api/docs", web::route().guard(get_or_head()).to(docs))
         .service(web::scope("/assets").route("/{file}", web::route().guard(get_or_head()).to(asset)));
 }
 
 async fn index(req: HttpRequest) -> HttpResponse {
     serve(&req, &INDEX, ETAGS.first().map(String::as_str).unwrap_or_default())
+}
+
+async fn docs(req: HttpRequest) -> HttpResponse {
+    serve(&req, &DOCS, &DOCS_ETAG)
 }
 
 async fn asset(req: HttpRequest, file: web::Path<String>) -> Result<HttpResponse, ApiError> {
@@ -131,6 +150,8 @@ mod tests {
         let app = http::init_service(App::new().configure(configure)).await;
         for (path, content_type) in [
             ("/", "text/html; charset=utf-8"),
+            ("/api/docs", "text/html; charset=utf-8"),
+            ("/assets/docs.js", "text/javascript; charset=utf-8"),
             ("/assets/dashboard.js", "text/javascript; charset=utf-8"),
             ("/assets/dashboard.css", "text/css; charset=utf-8"),
             ("/assets/favicon.svg", "image/svg+xml"),
@@ -185,21 +206,24 @@ mod tests {
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
     }
 
-    /// The page only works under the CSP if it references nothing but its own assets and has no
-    /// inline script, inline style or inline event handler.
+    /// The pages only work under the CSP if they reference nothing but their own assets and have
+    /// no inline script, inline style or inline event handler.
     #[test]
     fn the_page_obeys_its_own_content_security_policy() {
-        let html = text(&INDEX);
         let mut referenced = Vec::new();
-        for attr in ["src=\"", "href=\""] {
-            for (i, _) in html.match_indices(attr) {
-                let rest = &html[i + attr.len()..];
-                let url = &rest[..rest.find('"').unwrap()];
-                referenced.push(url);
+        for page in [&INDEX, &DOCS] {
+            let html = text(page);
+            for attr in ["src=\"", "href=\""] {
+                for (i, _) in html.match_indices(attr) {
+                    let rest = &html[i + attr.len()..];
+                    let url = &rest[..rest.find('"').unwrap()];
+                    referenced.push(url);
+                }
             }
         }
         for url in &referenced {
-            if url.starts_with('#') {
+            // The API page links the document it shows.
+            if url.starts_with('#') || *url == "/api/openapi.json" {
                 continue;
             }
             let name = url.strip_prefix("/assets/").unwrap_or_else(|| panic!("{url} is not one of our assets"));
@@ -208,18 +232,24 @@ mod tests {
         for asset in ASSETS {
             assert!(referenced.contains(&format!("/assets/{}", asset.name).as_str()), "{} is unused", asset.name);
         }
-        assert_eq!(html.matches("<script").count(), html.matches("<script src=\"/assets/").count(), "inline script");
-        assert!(!html.contains("<style") && !html.contains(" style=\""), "inline style");
-        assert!(!html.contains(" onclick=") && !html.contains(" onload=") && !html.contains("javascript:"));
-        assert!(html.contains("<html lang=\"hu\">"));
+        for page in [&INDEX, &DOCS] {
+            let html = text(page);
+            let scripts = html.matches("<script src=\"/assets/").count();
+            assert_eq!(html.matches("<script").count(), scripts, "inline script");
+            assert!(!html.contains("<style") && !html.contains(" style=\""), "inline style");
+            assert!(!html.contains(" onclick=") && !html.contains(" onload=") && !html.contains("javascript:"));
+            assert!(html.contains("<html lang=\"hu\">"));
+        }
     }
 
     /// Server data reaches the DOM as text only.
     #[test]
     fn the_script_never_writes_html_or_evaluates_strings() {
-        let js = text(asset("dashboard.js"));
-        for banned in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"] {
-            assert!(!js.contains(banned), "dashboard.js uses {banned}");
+        for script in ["dashboard.js", "docs.js"] {
+            let js = text(asset(script));
+            for banned in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"] {
+                assert!(!js.contains(banned), "{script} uses {banned}");
+            }
         }
         let css = text(asset("dashboard.css"));
         assert!(!css.contains("@import") && !css.contains("url(http"), "the stylesheet loads nothing");
@@ -229,7 +259,7 @@ mod tests {
 
     #[test]
     fn the_page_and_its_assets_are_public() {
-        for pattern in ["/", "/assets/{file}"] {
+        for pattern in ["/", "/assets/{file}", "/api/docs"] {
             assert_eq!(crate::auth::required_access(&Method::GET, Some(pattern)), Access::Public, "{pattern}");
             assert_eq!(crate::auth::required_access(&Method::HEAD, Some(pattern)), Access::Public, "{pattern}");
         }

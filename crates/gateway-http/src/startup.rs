@@ -73,6 +73,8 @@ impl Application {
         let propagation = crate::propagation::start(registry.clone(), settings.clone());
         let hub = hub::Hub::start(hub_config(&config.hub));
         crate::realtime::start_ingest(registry.clone(), hub.clone());
+        let contracts = crate::contract::Contracts::default();
+        crate::contract::start(registry.clone(), contracts.clone());
         let tickets = crate::realtime::Tickets::default();
         let authenticator = crate::realtime::authenticator(settings.clone(), tickets.clone());
         let metrics = Arc::new(crate::metrics::Metrics::new(config.services.iter().map(|s| s.name.as_str())));
@@ -89,6 +91,7 @@ impl Application {
             metrics,
             tokens: Arc::new(crate::auth::TokenCache::new(&data_dir.join("setup.db"))),
             suspects: Arc::default(),
+            contracts,
         };
 
         let listener =

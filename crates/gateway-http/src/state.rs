@@ -40,6 +40,8 @@ pub struct AppState {
     pub tokens: Arc<crate::auth::TokenCache>,
     /// Dashboard sources suspected of hanging (not waited on until they answer again).
     pub suspects: Arc<crate::aggregate::Suspects>,
+    /// The services' own OpenAPI contracts, checked before forwarding.
+    pub contracts: crate::contract::Contracts,
 }
 
 /// Validation limits in two flavours: with the symbol list (data service) and without.

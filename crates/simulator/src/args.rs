@@ -111,6 +111,10 @@ pub struct SimArgs {
     /// Fault: bind the port and accept connections but never answer anything.
     #[arg(long)]
     pub hold_port: bool,
+    /// Serve this file at `/openapi.json` instead of the role's own contract (read at start; any
+    /// bytes, so a broken or different contract can be tested).
+    #[arg(long, value_name = "FILE")]
+    pub openapi_file: Option<std::path::PathBuf>,
 }
 
 impl SimArgs {
@@ -135,6 +139,7 @@ impl SimArgs {
             ignore_sigterm: false,
             spawn_child: false,
             hold_port: false,
+            openapi_file: None,
         }
     }
 

@@ -19,6 +19,7 @@
 
 mod args;
 mod bars;
+pub mod contract;
 mod data;
 mod error;
 mod events;

@@ -106,6 +106,8 @@ impl RoleState {
 /// What the common routes need.
 struct Common {
     health_body: Bytes,
+    /// `GET /openapi.json`: the role's contract, or the bytes of `--openapi-file`.
+    contract: Bytes,
     started: Instant,
     hang_health_after: Option<Duration>,
     slow_health: Option<Duration>,
@@ -123,6 +125,28 @@ async fn health(common: web::Data<Common>) -> HttpResponse {
         actix_rt::time::sleep(d).await;
     }
     json_bytes(common.health_body.clone())
+}
+
+/// `GET /openapi.json`: the service's contract.
+async fn openapi(common: web::Data<Common>) -> HttpResponse {
+    json_bytes(common.contract.clone())
+}
+
+/// Every route of a role's service: the common ones and the role's own.
+fn routes(cfg: &mut web::ServiceConfig, role: &RoleState) {
+    cfg.service(resource("/health").route(web::get().to(health)))
+        .service(resource("/settings").route(web::post().to(settings)))
+        .service(resource("/events").route(web::get().to(events_ws)))
+        .service(resource("/openapi.json").route(web::get().to(openapi)));
+    role.configure(cfg);
+}
+
+/// The contract served at `/openapi.json`.
+fn contract_bytes(args: &SimArgs) -> Result<Bytes, SimError> {
+    match &args.openapi_file {
+        Some(path) => Ok(Bytes::from(std::fs::read(path)?)),
+        None => Ok(Bytes::from(serde_json::to_vec(&crate::contract::document(args.role)).unwrap_or_default())),
+    }
 }
 
 /// `POST /settings`: `{"changed": {…}, "all": {…}}` → `{"applied": true}`.
@@ -292,6 +316,7 @@ pub(crate) fn start(args: &SimArgs, listener: TcpListener) -> Result<SimServer, 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let common = web::Data::new(Common {
         health_body: Bytes::from(health_body),
+        contract: contract_bytes(args)?,
         started: Instant::now(),
         hang_health_after: SimArgs::after(args.hang_health_after_ms),
         slow_health: SimArgs::delay(args.slow_health_ms),
@@ -341,10 +366,7 @@ pub(crate) fn start(args: &SimArgs, listener: TcpListener) -> Result<SimServer, 
                     Ok(res.map_body(|_, inner| Guarded { inner, _guard: guard }))
                 }
             })
-            .service(resource("/health").route(web::get().to(health)))
-            .service(resource("/settings").route(web::post().to(settings)))
-            .service(resource("/events").route(web::get().to(events_ws)))
-            .configure(|cfg| role.configure(cfg))
+            .configure(|cfg| routes(cfg, &role))
             .default_service(web::to(not_found))
     })
     .workers(args.workers.max(1))
@@ -365,4 +387,100 @@ pub(crate) fn start(args: &SimArgs, listener: TcpListener) -> Result<SimServer, 
         shutdown: shutdown_tx,
         in_flight,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
+    use std::rc::Rc;
+
+    use actix_web::http::{Method, StatusCode};
+    use actix_web::test as http;
+
+    use super::*;
+
+    /// Every pattern of a flat resource map (`Single("…")` in its `Debug` text: the simulator
+    /// registers resources only, no scopes).
+    fn patterns(rmap: &actix_web::dev::ResourceMap) -> BTreeSet<String> {
+        let text = format!("{rmap:?}");
+        text.split("Single(\"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .filter(|p| !p.is_empty()) // the root
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn concrete(pattern: &str) -> String {
+        pattern.split('/').map(|s| if s.starts_with('{') { "1" } else { s }).collect::<Vec<_>>().join("/")
+    }
+
+    /// The contract is complete and true: every route the simulator registers, with exactly the
+    /// methods it answers, is an operation of its `/openapi.json`, and nothing more.
+    #[actix_web::test]
+    async fn every_registered_route_and_method_is_in_the_contract() {
+        for role in Role::ALL {
+            let args = SimArgs::new(role);
+            let bus = EventBus::default();
+            let state = RoleState::new(&args, &args.symbol_set().unwrap(), bus.clone());
+            let doc = crate::contract::document(role);
+            let (_tx, rx) = watch::channel(false);
+            let common = web::Data::new(Common {
+                health_body: Bytes::from_static(b"{}"),
+                contract: Bytes::from(serde_json::to_vec(&doc).unwrap()),
+                started: Instant::now(),
+                hang_health_after: None,
+                slow_health: None,
+                role: state.clone(),
+            });
+            let seen: Rc<RefCell<Option<actix_web::dev::ResourceMap>>> = Rc::default();
+            let grab = seen.clone();
+            let routed = state.clone();
+            let app = http::init_service(
+                App::new()
+                    .app_data(common)
+                    .app_data(web::Data::new(bus))
+                    .app_data(web::Data::new(rx))
+                    .configure(move |cfg| routes(cfg, &routed))
+                    .default_service(web::to(not_found))
+                    .wrap_fn(move |req, srv| {
+                        *grab.borrow_mut() = Some(req.resource_map().clone());
+                        srv.call(req)
+                    }),
+            )
+            .await;
+            let res = http::call_service(&app, http::TestRequest::get().uri("/openapi.json").to_request()).await;
+            assert_eq!(res.status(), StatusCode::OK);
+            let served: serde_json::Value = http::read_body_json(res).await;
+            assert_eq!(served, doc, "{role}: /openapi.json serves the document");
+
+            let registered = patterns(&seen.borrow().clone().unwrap());
+            let paths = doc["paths"].as_object().unwrap();
+            let documented: BTreeSet<String> = paths.keys().cloned().collect();
+            assert_eq!(registered, documented, "{role}: registered routes vs the contract's paths");
+
+            for pattern in &registered {
+                for method in [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH] {
+                    if pattern == "/events" && method == Method::GET {
+                        // A WebSocket upgrade: plain GET answers 400, it is routed all the same.
+                        assert!(paths[pattern].get("get").is_some());
+                        continue;
+                    }
+                    let req = http::TestRequest::default()
+                        .method(method.clone())
+                        .uri(&concrete(pattern))
+                        .insert_header(("content-type", "application/json"))
+                        .set_payload("{}")
+                        .to_request();
+                    let status = http::call_service(&app, req).await.status();
+                    let answered = status != StatusCode::METHOD_NOT_ALLOWED;
+                    let in_doc = paths[pattern].get(method.as_str().to_ascii_lowercase()).is_some();
+                    assert_eq!(answered, in_doc, "{role}: {method} {pattern} answered {status}");
+                }
+            }
+        }
+    }
 }
