@@ -19,13 +19,23 @@ use toml::Spanned;
 use crate::error::ConfigError;
 
 /// Resources the gateway serves itself; no service route may shadow them.
-pub const RESERVED_RESOURCES: [&str; 8] =
-    ["health", "services", "settings", "dashboard", "events", "auth", "hub", "openapi.json"];
+pub const RESERVED_RESOURCES: [&str; 10] =
+    ["health", "services", "settings", "dashboard", "events", "auth", "hub", "config", "docs", "openapi.json"];
 
 /// Signals a service may be stopped with.
 /// `SIGBREAK` is Windows' CTRL_BREAK (the default `SIGTERM` is too); on Unix it means SIGTERM.
 pub const STOP_SIGNALS: [&str; 8] =
     ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL", "SIGBREAK"];
+
+/// `ORCHESTRATOR_*` variables that are not configuration overrides: set by the orchestrator
+/// for its own helper processes, or read by a subcommand (`service install`) or the tests.
+pub const NOT_OVERRIDES: [&str; 5] = [
+    "ORCHESTRATOR_KEEPER",
+    "ORCHESTRATOR_CTRL",
+    "ORCHESTRATOR_SERVICE_PASSWORD",
+    "ORCHESTRATOR_BIN",
+    "ORCHESTRATOR_TEST_CHILD",
+];
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -637,7 +647,8 @@ impl Config {
     /// threshold): `ORCHESTRATOR_HEALTH_INTERVAL_MS`, `ORCHESTRATOR_HUB_PING_INTERVAL_MS`,
     /// `ORCHESTRATOR_SERVICE_STOP_TIMEOUT_MS` (every service), `ORCHESTRATOR_SERVICE_DATA_STOP_TIMEOUT_MS`
     /// (one service), `ORCHESTRATOR_BACKOFF_MAX_MS` / `ORCHESTRATOR_SERVICE_DATA_BACKOFF_MAX_MS`, …
-    /// Unknown `ORCHESTRATOR_*` names are ignored; a bad value is an error naming the variable.
+    /// An unknown `ORCHESTRATOR_*` name (a typo, or a field with no override) is an error naming
+    /// the variable, as is a bad value; the variables in [`NOT_OVERRIDES`] are left alone.
     pub fn apply_env<I: IntoIterator<Item = (String, String)>>(&mut self, vars: I) -> Result<(), ConfigError> {
         let mut vars: Vec<(String, String)> =
             vars.into_iter().filter(|(k, _)| k.starts_with("ORCHESTRATOR_")).collect();
@@ -669,15 +680,33 @@ impl Config {
                 "HUB_IDLE_TIMEOUT_MS" => self.hub.idle_timeout_ms = number()?,
                 "HUB_SSE_HEARTBEAT_MS" => self.hub.sse_heartbeat_ms = number()?,
                 _ => {
-                    if let Some(field) = rest.strip_prefix("SERVICE_")
-                        && self.apply_service_env(field, &number)?
-                    {
-                        // applied to one or every service
+                    let applied = if let Some(field) = rest.strip_prefix("SERVICE_") {
+                        // Known for every service even when none is configured.
+                        let known = match ServiceName::parse("probe") {
+                            Ok(n) => set_service_duration(&mut ServiceConfig::with_defaults(n, 1), field, &number)?,
+                            Err(_) => false,
+                        };
+                        self.apply_service_env(field, &number)? | known
                     } else if let Some(field) = rest.strip_prefix("BACKOFF_") {
                         let v = number()?;
+                        let mut known = BackoffConfig::default();
+                        let applies = set_backoff(&mut known, field, v);
                         for s in &mut self.services {
                             set_backoff(&mut s.backoff, field, v);
                         }
+                        applies
+                    } else {
+                        false
+                    };
+                    if !applied && !NOT_OVERRIDES.contains(&key.as_str()) {
+                        return Err(ConfigError::Invalid {
+                            field: key.clone(),
+                            line: None,
+                            message: "not a configuration override: ORCHESTRATOR_HEALTH_<FIELD>, ORCHESTRATOR_HUB_<FIELD>, \
+                                      ORCHESTRATOR_SERVICE_[<NAME>_]<FIELD> or ORCHESTRATOR_BACKOFF_<FIELD> with a field \
+                                      `config print` shows (upper case)"
+                                .into(),
+                        });
                     }
                 }
             }

@@ -286,3 +286,25 @@ fn environment_overrides_every_duration() {
     let err = c.apply_env([("ORCHESTRATOR_HEALTH_INTERVAL_MS".to_owned(), "0".to_owned())]).unwrap_err();
     assert!(err.to_string().contains("health.interval_ms"), "{err}");
 }
+
+#[test]
+fn an_unknown_override_is_an_error_that_names_it() {
+    let mut c = Config::from_toml(MINIMAL).unwrap();
+    for bad in [
+        "ORCHESTRATOR_HEALTH_INTERVAL",
+        "ORCHESTRATOR_NOT_A_THING",
+        "ORCHESTRATOR_SERVICE_DATA_NOPE_MS",
+        "ORCHESTRATOR_SERVICE_STOP_TIMEOUT",
+        "ORCHESTRATOR_BACKOFF_MAXIMUM_MS",
+    ] {
+        let e = c.apply_env([(bad.to_owned(), "5".to_owned())]).unwrap_err().to_string();
+        assert!(e.contains(bad) && e.contains("not a configuration override"), "{bad}: {e}");
+    }
+    for fine in ["ORCHESTRATOR_SERVICE_DATA_STOP_TIMEOUT_MS", "ORCHESTRATOR_BACKOFF_MAX_MS", "ORCHESTRATOR_KEEPER"] {
+        c.apply_env([(fine.to_owned(), "60000".to_owned())]).unwrap_or_else(|e| panic!("{fine}: {e}"));
+    }
+    c.apply_env([("OTHER_VARIABLE".to_owned(), "x".to_owned())]).unwrap();
+    // A service override is known even when no service is configured.
+    let mut empty = Config::from_toml("").unwrap();
+    empty.apply_env([("ORCHESTRATOR_SERVICE_STOP_TIMEOUT_MS".to_owned(), "5".to_owned())]).unwrap();
+}
