@@ -284,3 +284,107 @@ async fn config_check_reports_field_and_line() {
     let out = std::process::Command::new(exe()).arg("--help").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("token"));
 }
+
+/// A client that trusts exactly `cert` and offers these ALPN protocols.
+fn tls_client(cert: &rcgen::Certificate, alpn: &[&[u8]]) -> awc::Client {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    awc::Client::builder()
+        .connector(awc::Connector::new().rustls_0_23(std::sync::Arc::new(config)))
+        .timeout(std::time::Duration::from_secs(5))
+        .finish()
+}
+
+#[actix_rt::test]
+async fn https_with_http2_by_alpn_and_wss() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    let config = format!("[gateway.tls]\ncert = {cert:?}\nkey = {key:?}\n{}", idle_config());
+    let config_path = dir.path().join("orchestrator.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("orchestrator.log")).unwrap();
+    let mut child = std::process::Command::new(exe())
+        .arg("--config")
+        .arg(&config_path)
+        .args(["--bind", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let h2 = tls_client(&generated.cert, &[b"h2", b"http/1.1"]);
+    let health = format!("https://localhost:{port}/api/health");
+    let version = eventually("HTTPS to answer", std::time::Duration::from_secs(20), || {
+        let req = h2.get(&health);
+        async move {
+            let r = req.send().await.ok()?;
+            r.status().is_success().then(|| r.version())
+        }
+    })
+    .await;
+    assert_eq!(version, awc::http::Version::HTTP_2, "HTTP/2 chosen by ALPN");
+    let http1 = tls_client(&generated.cert, &[b"http/1.1"]);
+    let r = http1.get(&health).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.version()), (200, awc::http::Version::HTTP_11));
+    // Plain HTTP on the TLS port gets no answer.
+    assert!(
+        http_client()
+            .get(format!("http://127.0.0.1:{port}/api/health"))
+            .send()
+            .await
+            .map_or(true, |r| !r.status().is_success())
+    );
+    // wss:// with the admin token.
+    let token = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
+    let (_, mut ws) = http1.ws(format!("wss://localhost:{port}/ws")).connect().await.unwrap();
+    let auth = json!({"id": 1, "type": "auth", "token": token.trim()}).to_string();
+    ws.send(awc::ws::Message::Text(auth.into())).await.unwrap();
+    let reply = loop {
+        match ws.next().await.unwrap().unwrap() {
+            awc::ws::Frame::Text(t) => break serde_json::from_slice::<serde_json::Value>(&t).unwrap(),
+            _ => continue,
+        }
+    };
+    assert_eq!(reply["type"], "auth_ok", "{reply}");
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let _ = child.wait();
+}
+
+#[test]
+fn an_unknown_override_stops_the_start_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(exe())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["config", "print"])
+        .env("ORCHESTRATOR_HEALTH_INTERVAL", "100")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a typo in an override must not be ignored");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ORCHESTRATOR_HEALTH_INTERVAL") && stderr.contains("not a configuration override"),
+        "{stderr}"
+    );
+    let out = std::process::Command::new(exe())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["config", "print"])
+        .env("ORCHESTRATOR_HEALTH_INTERVAL_MS", "100")
+        .output()
+        .unwrap();
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("interval_ms = 100"));
+}

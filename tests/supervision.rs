@@ -395,3 +395,146 @@ async fn a_helper_in_its_own_session_goes_with_its_service() {
     })
     .await;
 }
+
+/// `[[service]]` blocks of `text` by name (Services::toml writes one block per service).
+fn blocks(text: &str) -> Vec<(String, String)> {
+    text.split("[[service]]")
+        .filter(|b| !b.trim().is_empty())
+        .map(|b| {
+            let name = b.split("name = \"").nth(1).and_then(|r| r.split('"').next()).unwrap().to_owned();
+            (name, format!("[[service]]{b}"))
+        })
+        .collect()
+}
+
+#[actix_rt::test]
+async fn a_reload_restarts_only_what_changed_and_an_invalid_file_changes_nothing() {
+    let services = Services::new();
+    let text = services.toml(true, "", |_| Vec::new());
+    let app = TestApp::spawn_with_env(&text, FAST).await;
+    let api = app.client();
+    let mut pids = std::collections::BTreeMap::new();
+    for name in ["data", "mt5", "strategy", "pattern"] {
+        pids.insert(name, pid_of(&api.wait_status(name, "online", LONG).await));
+    }
+    let config_file = app.dir.path().join("orchestrator.toml");
+
+    // An invalid file: 400 with config check's words, and nothing changes.
+    std::fs::write(&config_file, format!("{text}\n[[service]]\nname = \"data\"\nport = 1\n")).unwrap();
+    let r = api.post("/api/config/reload").await;
+    r.assert_error(400, "validation_failed");
+    let message = r.body["error"].as_str().unwrap().to_owned();
+    assert!(message.contains("duplicate") && message.contains("line"), "{message}");
+    for (name, pid) in &pids {
+        assert_eq!(pid_of(&api.get(&format!("/api/services/{name}")).await.data().clone()), *pid, "{name}");
+    }
+
+    // mt5 gets a new timeout (in place), strategy a new environment (restart), pattern goes,
+    // extra comes; data stays as it is.
+    let extra_port = free_port();
+    let mut new = String::new();
+    for (name, block) in blocks(&text) {
+        match name.as_str() {
+            "mt5" => new.push_str(&format!("{block}request_timeout_ms = 1234\n")),
+            "strategy" => new.push_str(&format!("{block}env = {{ RELOADED = \"1\" }}\n")),
+            "pattern" => {}
+            _ => new.push_str(&block),
+        }
+    }
+    new.push_str(
+        &one_service("pattern", extra_port, &[], "autostart = true").replace("name = \"pattern\"", "name = \"extra\""),
+    );
+    std::fs::write(&config_file, &new).unwrap();
+    let r = api.post("/api/config/reload").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let plan = r.data().clone();
+    assert_eq!(plan["added"], serde_json::json!(["extra"]), "{plan}");
+    assert_eq!(plan["removed"], serde_json::json!(["pattern"]), "{plan}");
+    assert_eq!(plan["restarted"], serde_json::json!(["strategy"]), "{plan}");
+    assert_eq!(plan["updated"], serde_json::json!(["mt5"]), "{plan}");
+    assert_eq!(plan["unchanged"], serde_json::json!(["data"]), "{plan}");
+    for name in ["data", "mt5"] {
+        let e = api.get(&format!("/api/services/{name}")).await.data().clone();
+        assert_eq!((e["status"].as_str(), pid_of(&e)), (Some("online"), pids[name]), "{name} keeps its process");
+    }
+    let strategy = api.wait_status("strategy", "online", LONG).await;
+    assert_ne!(pid_of(&strategy), pids["strategy"], "strategy was restarted");
+    assert!(!alive(pids["strategy"]) && !alive(pids["pattern"]), "the old strategy and the removed pattern are gone");
+    api.get("/api/services/pattern").await.assert_error(404, "not_found");
+    api.wait_status("extra", "online", LONG).await;
+    api.get("/api/patterns/latest").await.assert_error(404, "not_found");
+
+    // SIGHUP reloads too (it used to end the orchestrator, and every service with it); the CLI
+    // does the same through the API.
+    std::fs::write(&config_file, new.replace("request_timeout_ms = 1234", "request_timeout_ms = 4321")).unwrap();
+    kill(app.pid(), Signal::SIGHUP);
+    let log = || app.log();
+    let deadline = Instant::now() + LONG;
+    while !log().contains("SIGHUP: configuration reloaded") {
+        assert!(Instant::now() < deadline, "no reload after SIGHUP: {}", log());
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = std::process::Command::new(exe())
+        .arg("--config")
+        .arg(&config_file)
+        .arg("--data-dir")
+        .arg(app.data_dir())
+        .args(["--bind", &format!("127.0.0.1:{}", app.port), "reload"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("\"unchanged\"") && printed.contains("\"data\""), "{printed}");
+    assert_eq!(
+        pid_of(&api.get("/api/services/data").await.data().clone()),
+        pids["data"],
+        "still the same data process"
+    );
+}
+
+#[actix_rt::test]
+async fn requests_in_flight_during_reloads_never_fail() {
+    let services = Services::new();
+    let text = services.toml(true, "", |_| Vec::new());
+    let app = TestApp::spawn_with_env(&text, FAST).await;
+    let api = app.client();
+    for name in ["data", "mt5", "strategy", "pattern"] {
+        api.wait_status(name, "online", LONG).await;
+    }
+    let config_file = app.dir.path().join("orchestrator.toml");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut loaders = Vec::new();
+    for i in 0..4 {
+        let (api, stop) = (app.client(), stop.clone());
+        loaders.push(actix_rt::spawn(async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            let path = if i % 2 == 0 { "/api/symbols" } else { "/api/health" };
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = api.get(path).await;
+                if r.status == 200 { ok += 1 } else { failed.push((path, r.status, r.body.clone())) }
+            }
+            (ok, failed)
+        }));
+    }
+    // Three reloads while the load runs: timeouts and backoff of the other services change.
+    for timeout in [1500, 2500, 3500] {
+        let changed: String = blocks(&text)
+            .into_iter()
+            .map(
+                |(name, block)| if name == "data" { block } else { format!("{block}request_timeout_ms = {timeout}\n") },
+            )
+            .collect();
+        std::fs::write(&config_file, changed).unwrap();
+        let r = api.post("/api/config/reload").await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.data()["updated"].as_array().unwrap().len(), 3, "{:?}", r.body);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for l in loaders {
+        let (ok, failed) = l.await.unwrap();
+        assert!(failed.is_empty(), "requests failed during a reload: {failed:?}");
+        total += ok;
+    }
+    assert!(total > 0, "the load ran");
+}

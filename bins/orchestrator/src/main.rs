@@ -12,6 +12,7 @@ use registry::Config;
 use settings::SettingsStore;
 
 mod readiness;
+mod reload_cmd;
 mod service_install;
 
 /// Central coordinator of the MT5 trading platform: REST gateway, process supervisor,
@@ -41,6 +42,9 @@ enum Command {
     /// Validate or show the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Apply the changed configuration file to the running orchestrator, without a restart
+    /// (uses the token in the data directory's admin.token).
+    Reload,
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -119,7 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         None | Some(Command::Run) => {
             let config = effective_config(&cli.config, &cli.bind, &cli.data_dir)?;
-            serve(config, service_install::RunHooks::none())?;
+            serve(config, config_source(&cli.config, &cli.bind, &cli.data_dir), service_install::RunHooks::none())?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::ServiceRun(args)) => {
@@ -127,7 +131,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::env::set_current_dir(&args.workdir).with_context(|| format!("entering {}", args.workdir.display()))?;
             let config = effective_config(&cli.config, &cli.bind, &cli.data_dir)?;
             let budget = config.clone();
-            service_install::run(&args, &budget, Box::new(move |hooks| serve(config, hooks)))?;
+            let source = config_source(&cli.config, &cli.bind, &cli.data_dir);
+            service_install::run(&args, &budget, Box::new(move |hooks| serve(config, source, hooks)))?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Service(service_install::ServiceCommand::Install { name, user, at_logon, print })) => {
@@ -157,6 +162,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = effective_config(&cli.config, &cli.bind, &cli.data_dir)?;
             print!("{}", config.to_toml());
             Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Reload) => {
+            let config = effective_config(&cli.config, &cli.bind, &cli.data_dir)?;
+            reload_cmd::run(&config)
         }
         Some(Command::Token(cmd)) => {
             let config = effective_config(&cli.config, &cli.bind, &cli.data_dir)?;
@@ -217,11 +226,30 @@ fn effective_config(
     Ok(config)
 }
 
-fn serve(config: Config, hooks: service_install::RunHooks) -> anyhow::Result<()> {
+/// Where a reload reads the configuration: the same file (or built-in platform), flags and
+/// environment as this start.
+fn config_source(
+    file: &Option<PathBuf>,
+    bind: &Option<String>,
+    data_dir: &Option<PathBuf>,
+) -> gateway_http::ConfigSource {
+    let (file, bind, data_dir) = (file.clone(), bind.clone(), data_dir.clone());
+    std::sync::Arc::new(move || {
+        effective_config(&file, &bind, &data_dir).map_err(|e| registry::ConfigError::Invalid {
+            field: "config".into(),
+            line: None,
+            message: format!("{e:#}"),
+        })
+    })
+}
+
+fn serve(config: Config, source: gateway_http::ConfigSource, hooks: service_install::RunHooks) -> anyhow::Result<()> {
     let data_dir = config.gateway.data_dir.clone();
     let system = actix_rt::System::new();
     system.block_on(async move {
-        let app = gateway_http::Application::build(config).await.context("starting the orchestrator")?;
+        let app = gateway_http::Application::build_reloadable(config, Some(source))
+            .await
+            .context("starting the orchestrator")?;
         readiness::report(app.state().registry.clone());
         (hooks.on_listening)();
         // The token is logged once, at the start that creates it; later starts say where it is.

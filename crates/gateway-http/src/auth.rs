@@ -43,6 +43,7 @@ const ACCESS_TABLE: &[(&str, &str, Access)] = &[
     ("GET", "/api/hub/clients", Access::Read),
     ("POST", "/api/hub/clients/{id}/send", Access::Write),
     ("GET", "/metrics", Access::Read),
+    ("POST", "/api/config/reload", Access::Write),
 ];
 
 /// The access a request needs, from its method and the router pattern it matched.

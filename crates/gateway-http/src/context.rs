@@ -197,7 +197,9 @@ pub(crate) fn redacted_query(query: &str) -> Cow<'_, str> {
     }
     let pairs: Vec<Cow<'_, str>> = query
         .split('&')
-        .map(|p| if secret(p) { Cow::Owned(format!("{}=***", p.split('=').next().unwrap_or(""))) } else { Cow::Borrowed(p) })
+        .map(|p| {
+            if secret(p) { Cow::Owned(format!("{}=***", p.split('=').next().unwrap_or(""))) } else { Cow::Borrowed(p) }
+        })
         .collect();
     Cow::Owned(pairs.join("&"))
 }

@@ -519,6 +519,22 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "POST",
+        pattern: "/api/config/reload",
+        path: None,
+        tag: "services",
+        summary: "Apply a changed configuration file",
+        description: "Re-reads the file and applies it as a plan: services added (started if autostart), removed \
+                      (stopped), restarted only when command, cwd, env, host or port changed, updated in place \
+                      otherwise; every other service keeps running with the same pid. An invalid file changes \
+                      nothing (400 with `config check`'s message).",
+        params: &[],
+        body: None,
+        status: 200,
+        answer: Answer::Data("ReloadPlan"),
+        errors: &[400],
+    },
+    Operation {
+        method: "POST",
         pattern: "/api/hub/clients/{id}/send",
         path: None,
         tag: "realtime",
@@ -822,6 +838,20 @@ fn components() -> ComponentsBuilder {
         .schema("HubClient", typed(Type::Object).description(Some("A connected client.")))
         .schema("Sent", object(&[("sent", boolean(), true)], "Delivered to the client's queue."))
         .schema("AnyJson", any())
+        .schema(
+            "ReloadPlan",
+            object(
+                &[
+                    ("added", array(string()), true),
+                    ("removed", array(string()), true),
+                    ("restarted", array(string()), true),
+                    ("updated", array(string()), true),
+                    ("unchanged", array(string()), true),
+                    ("requires_restart", array(string()), true),
+                ],
+                "What a reload did: services by name, and the changed fields only a restart applies.",
+            ),
+        )
         .security_scheme("bearer", SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).build()))
 }
 

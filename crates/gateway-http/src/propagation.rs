@@ -7,12 +7,11 @@
 //! newest values always win.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::{Method, header};
 use gateway_core::ServiceStatus;
-use registry::{Registry, ServiceConfig};
+use registry::Registry;
 use serde_json::{Map, Value};
 use settings::SettingsStore;
 use tokio::sync::{broadcast, mpsc};
@@ -48,43 +47,51 @@ enum Push {
 pub fn start(registry: Registry, store: SettingsStore) -> Propagation {
     let (tx, mut rx) = mpsc::unbounded_channel::<SettingsChange>();
     let mut workers: BTreeMap<String, mpsc::UnboundedSender<Push>> = BTreeMap::new();
-    for config in registry.configs() {
+    let registry_for_workers = registry.clone();
+    // One worker per notified service, made when first needed: services a reload adds get one
+    // too, and each push reads the service's configuration as it is then.
+    let mut worker_for = move |name: &str| -> Option<mpsc::UnboundedSender<Push>> {
+        let config = registry_for_workers.config(name)?;
         if config.settings_path.is_none() || config.settings_keys.is_empty() {
-            continue;
+            return None;
         }
-        let (wtx, wrx) = mpsc::unbounded_channel();
-        workers.insert(config.name.to_string(), wtx);
-        actix_rt::spawn(worker(config, registry.clone(), store.clone(), wrx));
-    }
+        let tx = workers.entry(name.to_owned()).or_insert_with(|| {
+            let (wtx, wrx) = mpsc::unbounded_channel();
+            actix_rt::spawn(worker(name.to_owned(), registry_for_workers.clone(), store.clone(), wrx));
+            wtx
+        });
+        Some(tx.clone())
+    };
     let mut changes = registry.subscribe();
-    let configs = registry.configs();
     actix_rt::spawn(async move {
         loop {
             tokio::select! {
                 change = rx.recv() => {
                     let Some(change) = change else { break };
-                    for config in &configs {
+                    for config in registry.configs() {
                         let relevant: Map<String, Value> = change
                             .iter()
                             .filter(|(k, _)| config.settings_keys.contains(k))
                             .map(|(k, v)| (k.clone(), v.clone()))
                             .collect();
-                        if let (false, Some(w)) = (relevant.is_empty(), workers.get(config.name.as_str())) {
+                        if !relevant.is_empty() && let Some(w) = worker_for(config.name.as_str()) {
                             let _ = w.send(Push::Changed(relevant));
                         }
                     }
                 }
                 event = changes.recv() => match event {
                     Ok(c) if c.entry.status == ServiceStatus::Online && c.previous != ServiceStatus::Online => {
-                        if let Some(w) = workers.get(&c.entry.name) {
+                        if let Some(w) = worker_for(&c.entry.name) {
                             let _ = w.send(Push::All);
                         }
                     }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         log::warn!("settings propagation missed {n} status changes; re-sending all settings to online services");
-                        for (name, w) in &workers {
-                            if registry.status(name).is_some_and(|(s, _)| s == ServiceStatus::Online) {
+                        for name in registry.names() {
+                            if registry.status(&name).is_some_and(|(s, _)| s == ServiceStatus::Online)
+                                && let Some(w) = worker_for(&name)
+                            {
                                 let _ = w.send(Push::All);
                             }
                         }
@@ -97,14 +104,10 @@ pub fn start(registry: Registry, store: SettingsStore) -> Propagation {
     Propagation { tx }
 }
 
-async fn worker(
-    config: Arc<ServiceConfig>,
-    registry: Registry,
-    store: SettingsStore,
-    mut rx: mpsc::UnboundedReceiver<Push>,
-) {
-    let Some(path) = config.settings_path.clone() else { return };
+async fn worker(name: String, registry: Registry, store: SettingsStore, mut rx: mpsc::UnboundedReceiver<Push>) {
     while let Some(push) = rx.recv().await {
+        let Some(config) = registry.config(&name) else { return };
+        let Some(path) = config.settings_path.clone() else { continue };
         let accepting = registry.status(config.name.as_str()).is_some_and(|(s, _)| s.accepts_requests());
         if !accepting {
             log::debug!("{} is down; it gets its settings when it comes online", config.name);

@@ -35,6 +35,9 @@ pub enum StartupError {
     /// The supervisor could not start.
     #[error("supervisor")]
     Supervisor(#[from] SupervisorError),
+    /// The TLS certificate or key cannot be used.
+    #[error("TLS")]
+    Tls(#[from] crate::tls::TlsError),
     /// The listen address is taken or not allowed.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -56,8 +59,18 @@ pub struct Application {
 
 impl Application {
     /// Builds everything and binds the listener; nothing is spawned yet (see
-    /// [`Application::start_services`]). Must run inside an actix system.
+    /// [`Application::start_services`]). Must run inside an actix system. Without a
+    /// configuration source, `POST /api/config/reload` refuses (see [`Application::build_reloadable`]).
     pub async fn build(config: Config) -> Result<Application, StartupError> {
+        Self::build_reloadable(config, None).await
+    }
+
+    /// Like [`Application::build`], with the source a reload (the API, `orchestrator reload`,
+    /// SIGHUP) reads the next configuration from.
+    pub async fn build_reloadable(
+        config: Config,
+        source: Option<crate::reload::ConfigSource>,
+    ) -> Result<Application, StartupError> {
         let bind = config.gateway.bind_addr()?;
         let data_dir = config.gateway.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
@@ -78,6 +91,8 @@ impl Application {
         let tickets = crate::realtime::Tickets::default();
         let authenticator = crate::realtime::authenticator(settings.clone(), tickets.clone());
         let metrics = Arc::new(crate::metrics::Metrics::new(config.services.iter().map(|s| s.name.as_str())));
+        let tls = config.gateway.tls.as_ref().map(crate::tls::Certificates::load).transpose()?.map(Arc::new);
+        let config_copy = config.clone();
         let state = AppState {
             config: Arc::new(config),
             registry,
@@ -92,14 +107,16 @@ impl Application {
             tokens: Arc::new(crate::auth::TokenCache::new(&data_dir.join("setup.db"))),
             suspects: Arc::default(),
             contracts,
+            tls,
+            reloader: Arc::new(crate::reload::Reloader::new(config_copy, source)),
         };
 
         let listener =
             TcpListener::bind(bind).map_err(|source| StartupError::Bind { addr: bind.to_string(), source })?;
         crate::realtime::drop_unresponsive_peers(&listener, Duration::from_millis(state.config.hub.idle_timeout_ms));
-        if !bind.ip().is_loopback() {
+        if !bind.ip().is_loopback() && state.tls.is_none() {
             log::warn!(
-                "listening on {bind}, which is reachable from other machines: use TLS in front of it and keep tokens secret"
+                "listening on {bind} without TLS, reachable from other machines: tokens travel in clear text; set [gateway.tls] cert and key"
             );
         }
         let port =
@@ -115,13 +132,17 @@ impl Application {
                 .wrap(cors.layer())
                 .wrap(middleware::from_fn(crate::screen::screen))
                 .wrap(middleware::from_fn(crate::context::request_context))
-        })
-        .listen(listener)
+        });
+        let server = match &state.tls {
+            Some(certs) => server.listen_rustls_0_23(listener, certs.server_config()?),
+            None => server.listen(listener),
+        }
         .map_err(|source| StartupError::Bind { addr: bind.to_string(), source })?
         .shutdown_timeout(3)
         // Signals are ours (see `run_until_stopped`): real-time clients are closed first.
         .disable_signals()
         .run();
+        actix_rt::spawn(crate::reload::reload_on_hangup(state.clone()));
         Ok(Application { port, server, state, admin_token })
     }
 

@@ -42,6 +42,10 @@ pub struct AppState {
     pub suspects: Arc<crate::aggregate::Suspects>,
     /// The services' own OpenAPI contracts, checked before forwarding.
     pub contracts: crate::contract::Contracts,
+    /// The HTTPS certificate, when `[gateway.tls]` is set (re-read on reload).
+    pub tls: Option<Arc<crate::tls::Certificates>>,
+    /// The configuration in effect and where a reload reads the next one.
+    pub reloader: Arc<crate::reload::Reloader>,
 }
 
 /// Validation limits in two flavours: with the symbol list (data service) and without.

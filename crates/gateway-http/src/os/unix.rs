@@ -21,6 +21,30 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
+/// SIGHUPs, the operator's request to reload the configuration.
+pub(crate) struct Hangups(Option<tokio::signal::unix::Signal>);
+
+impl Hangups {
+    /// Listens for SIGHUP from now on (instead of its default action, which ends the process).
+    pub(crate) fn listen() -> Hangups {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Hangups(Some(s)),
+            Err(e) => {
+                log::error!("cannot listen for SIGHUP: {e}");
+                Hangups(None)
+            }
+        }
+    }
+
+    /// The next SIGHUP; `false` when none can come any more.
+    pub(crate) async fn next(&mut self) -> bool {
+        match &mut self.0 {
+            Some(s) => s.recv().await.is_some(),
+            None => false,
+        }
+    }
+}
+
 /// Sets `TCP_USER_TIMEOUT` to `after` on the listener (inherited by every accepted socket).
 pub(crate) fn drop_unresponsive_peers(listener: &TcpListener, after: Duration) {
     #[cfg(target_os = "linux")]

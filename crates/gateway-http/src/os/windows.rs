@@ -9,6 +9,21 @@ use std::time::Duration;
 
 use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close, ctrl_shutdown};
 
+/// Windows has no hang-up signal: a reload is `orchestrator reload` or the API.
+pub(crate) struct Hangups;
+
+impl Hangups {
+    /// Nothing to listen for.
+    pub(crate) fn listen() -> Hangups {
+        Hangups
+    }
+
+    /// Never comes.
+    pub(crate) async fn next(&mut self) -> bool {
+        false
+    }
+}
+
 /// Completes at the first CTRL_C, CTRL_BREAK, console close or shutdown event (never, if they
 /// cannot be listened for).
 pub(crate) async fn shutdown_signal() {

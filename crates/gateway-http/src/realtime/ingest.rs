@@ -2,13 +2,12 @@
 //! `system` notices when a service gives up, and each online service's own `events_path`
 //! WebSocket (an awc client that reconnects with backoff while the service is online).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use gateway_core::{EventType, ServiceStatus, SubState, Topic};
 use hub::HubHandle;
-use registry::{Registry, ServiceConfig};
+use registry::Registry;
 use serde_json::json;
 use tokio::sync::broadcast;
 
@@ -71,9 +70,15 @@ pub fn start(registry: Registry, hub: HubHandle) {
             }
         }
     });
-    for config in registry.configs() {
-        if config.events_path.is_some() {
-            actix_rt::spawn(follow(config, registry.clone(), hub.clone()));
+    follow_services(&registry, &hub, &registry.names());
+}
+
+/// Follows the event sockets of these services (at start, and for services a reload adds),
+/// each for as long as it is configured with an `events_path`.
+pub fn follow_services(registry: &Registry, hub: &HubHandle, names: &[String]) {
+    for name in names {
+        if registry.config(name).is_some_and(|c| c.events_path.is_some()) {
+            actix_rt::spawn(follow(name.clone(), registry.clone(), hub.clone()));
         }
     }
 }
@@ -92,11 +97,16 @@ fn online(registry: &Registry, name: &str) -> bool {
     registry.status(name).is_some_and(|(s, _)| s == ServiceStatus::Online)
 }
 
-/// Follows one service's event socket for the orchestrator's lifetime.
-async fn follow(config: Arc<ServiceConfig>, registry: Registry, hub: HubHandle) {
-    let Some(path) = config.events_path.clone() else { return };
-    let name = config.name.to_string();
-    let url = format!("ws://{}{}", config.authority(), path);
+/// The URL of a service's event socket under its current configuration; `None` once the
+/// service is gone or has no `events_path` (after a reload).
+fn events_url(registry: &Registry, name: &str) -> Option<String> {
+    let config = registry.config(name)?;
+    Some(format!("ws://{}{}", config.authority(), config.events_path.as_deref()?))
+}
+
+/// Follows one service's event socket for as long as it is configured (its address and path
+/// are read again before every connection, so a reload that changes them takes effect).
+async fn follow(name: String, registry: Registry, hub: HubHandle) {
     let mut changes = registry.subscribe();
     let mut delay = Duration::from_millis(100);
     loop {
@@ -107,6 +117,10 @@ async fn follow(config: Arc<ServiceConfig>, registry: Registry, hub: HubHandle) 
                 Err(broadcast::error::RecvError::Closed) => return,
             }
         }
+        let Some(url) = events_url(&registry, &name) else {
+            log::info!("no longer following the events of {name} (no events_path configured)");
+            return;
+        };
         let client = awc::Client::builder().timeout(Duration::from_secs(5)).finish();
         match client.ws(url.as_str()).max_frame_size(MAX_EVENT_FRAME).connect().await {
             Ok((_res, mut framed)) => {

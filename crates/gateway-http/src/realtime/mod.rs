@@ -9,7 +9,7 @@ mod sse;
 mod tickets;
 mod ws;
 
-pub use ingest::{start as start_ingest, system as system_event};
+pub use ingest::{follow_services, start as start_ingest, system as system_event};
 pub use routes::configure;
 pub use tickets::Tickets;
 

@@ -5,6 +5,7 @@ use gateway_core::{Problem, Reason};
 
 use crate::error::ApiError;
 
+pub mod config;
 pub mod health;
 pub mod services;
 pub mod settings;
@@ -23,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         ApiError::Problem(Problem::invalid("path", Reason::Malformed)).into()
     }))
     .configure(health::configure)
+    .configure(config::configure)
     .configure(services::configure)
     .configure(settings::configure)
     .configure(crate::aggregate::configure)

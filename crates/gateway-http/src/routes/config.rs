@@ -1,0 +1,18 @@
+//! `POST /api/config/reload` (operator): applies a changed configuration file without a
+//! restart and answers the plan that was carried out (see [`crate::reload`]).
+
+use actix_web::{HttpResponse, web};
+
+use crate::context::RequestCtx;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Registers the route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/config/reload", web::post().to(reload));
+}
+
+async fn reload(state: web::Data<AppState>, ctx: RequestCtx) -> Result<HttpResponse, ApiError> {
+    let plan = state.reloader.reload(&state).await?;
+    Ok(ctx.ok(plan))
+}
