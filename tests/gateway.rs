@@ -246,7 +246,10 @@ fn validation_cases() -> Vec<Case> {
 #[actix_rt::test]
 async fn every_validation_rule_is_enforced_before_forwarding() {
     let services = Services::new();
-    let app = app_with(&services.toml(true, "", |_| Vec::new()), &["data", "mt5", "strategy", "pattern"]).await;
+    // The domain rules alone: without contracts (tests/contracts.rs has those), so the flush
+    // markers, paths no contract names, reach the services.
+    let config = services.toml(true, "openapi_path = \"\"", |_| Vec::new());
+    let app = app_with(&config, &["data", "mt5", "strategy", "pattern"]).await;
     let api = app.client();
     let before =
         flush_logs(&api, &[("data", "ticks"), ("mt5", "account"), ("strategy", "signals"), ("pattern", "patterns")])
@@ -298,7 +301,7 @@ async fn every_validation_rule_is_enforced_before_forwarding() {
 #[actix_rt::test]
 async fn unsafe_paths_are_refused_and_never_forwarded() {
     let services = Services::new();
-    let app = app_with(&services.toml(true, "", |_| Vec::new()), &["data"]).await;
+    let app = app_with(&services.toml(true, "openapi_path = \"\"", |_| Vec::new()), &["data"]).await;
     let api = app.client();
     let before = flush_logs(&api, &[("data", "ticks")]).await;
     let targets = [

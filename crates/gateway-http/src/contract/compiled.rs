@@ -4,8 +4,6 @@
 //! components), and the check a forwarded request goes through before it is sent.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
-
 use actix_web::http::Method;
 use gateway_core::{JsonType, Problem, Reason};
 use jsonschema::error::{TypeKind, ValidationErrorKind};
@@ -102,9 +100,6 @@ pub struct Contract {
     pub openapi: String,
     /// Operations under the service's routes.
     pub operations: usize,
-    /// The resources (first path segments) the contract describes; others are forwarded with
-    /// the domain rules only.
-    covered: HashSet<String>,
     paths: Vec<PathTemplate>,
     /// The operations for the merged document: path (under `/api`) → path item.
     pub merged_paths: Map<String, Value>,
@@ -121,7 +116,7 @@ impl std::fmt::Debug for Contract {
 /// What the contract says about one request.
 #[derive(Debug, PartialEq)]
 pub enum Verdict {
-    /// The contract does not describe this resource: domain rules only.
+    /// The contract has no operation under the service's routes: domain rules only.
     NotCovered,
     /// Checked and accepted.
     Accepted,
@@ -152,7 +147,6 @@ impl Contract {
         let mut contract = Contract {
             openapi,
             operations: 0,
-            covered: HashSet::new(),
             paths: Vec::new(),
             merged_paths: Map::new(),
             merged_schemas: Map::new(),
@@ -181,7 +175,6 @@ impl Contract {
                 merged_item.insert(name.to_owned(), ctx.merged_operation(&method, op, &parameters));
                 contract.operations += 1;
             }
-            contract.covered.insert(resource);
             contract.merged_paths.insert(format!("/api{path}"), Value::Object(merged_item));
             contract.paths.push(template);
         }
@@ -202,8 +195,7 @@ impl Contract {
     pub fn check(&self, method: &Method, path: &str, query: &str, body: &[u8]) -> Result<Verdict, Problem> {
         let trimmed = path.trim_matches('/');
         let parts: Vec<&str> = if trimmed.is_empty() { Vec::new() } else { trimmed.split('/').collect() };
-        let Some(resource) = parts.first() else { return Ok(Verdict::NotCovered) };
-        if !self.covered.contains(*resource) {
+        if self.paths.is_empty() {
             return Ok(Verdict::NotCovered);
         }
         let template = self.paths.iter().find(|t| {

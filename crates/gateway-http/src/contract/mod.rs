@@ -183,7 +183,11 @@ async fn fetch(config: &ServiceConfig, path: &str) -> (Option<Contract>, Contrac
     match Contract::parse(&reply.body, config) {
         Ok(contract) => {
             let operations = contract.operations;
-            (Some(contract), ContractInfo { status: ContractStatus::Loaded, operations, loaded_at, error: None })
+            // A contract with nothing under the service's routes checks nothing (and says so).
+            let error = (operations == 0).then(|| {
+                format!("no operation under its routes ({}): forwarded with the domain rules only", config.routes.join(", "))
+            });
+            (Some(contract), ContractInfo { status: ContractStatus::Loaded, operations, loaded_at, error })
         }
         Err(e) => failed(ContractStatus::Invalid, cut(&e.to_string())),
     }

@@ -193,10 +193,15 @@ fn an_openapi_3_0_contract_is_converted_and_enforced() {
 }
 
 #[test]
-fn a_resource_the_contract_does_not_describe_is_not_covered() {
+fn a_resource_the_contract_leaves_out_is_unknown_but_an_empty_contract_covers_nothing() {
     let doc = serde_json::to_vec(&v3_0()).unwrap();
     let contract = Contract::parse(&doc, &service("quotes", &["quotes", "books"])).unwrap();
-    run(&contract, &[("GET", "/books/anything", "", "", Ok(false)), ("DELETE", "/books", "", "", Ok(false))]);
+    let not_found = Err((ErrorCode::NotFound, "The requested resource"));
+    run(&contract, &[("GET", "/books/anything", "", "", not_found), ("DELETE", "/books", "", "", not_found)]);
+    // Nothing under the service's routes (only /health): forwarded with the domain rules only.
+    let contract = Contract::parse(&doc, &service("books", &["books"])).unwrap();
+    assert_eq!(contract.operations, 0);
+    run(&contract, &[("GET", "/books/anything", "", "", Ok(false))]);
 }
 
 #[test]
