@@ -500,6 +500,48 @@ async function main() {
     assert.equal(await second.evaluate(() => sessionStorage.getItem('orchestrator.token')), token);
     await second.close();
     assert.deepEqual(pageErrors, [], 'no uncaught exceptions');
+
+    log('/api/docs renders the merged document: the gateway\'s routes and every service\'s operations');
+    for (const role of ROLES) {
+      await until(`${role.name}'s contract loaded`, STEP_TIMEOUT_MS, async () =>
+        (await orchestrator.api('GET', `/api/services/${role.name}`)).body.data.contract?.status === 'loaded');
+    }
+    const docs = await context.newPage();
+    docs.on('pageerror', (err) => pageErrors.push(`uncaught (docs): ${err.message}`));
+    const docsResponse = await docs.goto(`http://127.0.0.1:${network.port}/api/docs#token=${token}`);
+    assert.equal(docsResponse.status(), 200);
+    assert.match(docsResponse.headers()['content-security-policy'] || '', /default-src 'none'/, 'strict CSP');
+    await waitInPage(docs, 'the operations to render', () => Number(document.body.dataset.operations || 0) > 0);
+    assert.equal(await docs.title(), 'Orchestrator – API dokumentáció');
+    const merged = (await orchestrator.api('GET', '/api/openapi.json')).body;
+    const expected = Object.values(merged.paths).reduce(
+      (n, item) => n + Object.keys(item).filter((m) => ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'].includes(m)).length,
+      0,
+    );
+    assert.equal(Number(await docs.evaluate(() => document.body.dataset.operations)), expected, 'every operation is rendered');
+    for (const tag of ['health', 'services', 'data', 'mt5', 'strategy', 'pattern']) {
+      assert.ok(await docs.locator(`section.tag[data-tag="${tag}"]`).count(), `a section for ${tag}`);
+    }
+    for (const [method, p] of [['get', '/api/ohlc'], ['post', '/api/orders'], ['post', '/api/strategies/{id}/start'], ['get', '/api/patterns/latest']]) {
+      assert.equal(await docs.locator(`details.op[data-method="${method}"][data-path="${p}"]`).count(), 1, `${method} ${p}`);
+    }
+    log('trying a request from the page sends it with the token; the contract refuses a bad one');
+    const ohlc = docs.locator('details.op[data-method="get"][data-path="/api/ohlc"]');
+    await ohlc.locator('summary').click();
+    await ohlc.locator('input[name="symbol"]').fill('EURUSD');
+    await ohlc.locator('input[name="count"]').fill('3');
+    await ohlc.locator('button[type="submit"]').click();
+    await waitInPage(docs, 'the answer to the request without a timeframe', () =>
+      document.querySelector('details.op[data-path="/api/ohlc"] pre.answer')?.dataset.status === '400');
+    assert.match(await ohlc.locator('pre.answer').textContent(), /timeframe/);
+    await ohlc.locator('input[name="timeframe"]').fill('H1');
+    await ohlc.locator('button[type="submit"]').click();
+    await waitInPage(docs, 'the answer with three bars', () =>
+      document.querySelector('details.op[data-path="/api/ohlc"] pre.answer')?.dataset.status === '200');
+    assert.match(await ohlc.locator('pre.answer').textContent(), /"success": true/);
+    await screenshot(docs, 'api-docs.png');
+    await docs.close();
+    assert.deepEqual(pageErrors, [], 'no uncaught exceptions');
     log('passed');
   } catch (e) {
     if (page) await screenshot(page, 'dashboard-failure.png').catch(() => {});

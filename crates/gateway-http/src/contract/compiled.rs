@@ -3,13 +3,13 @@
 //! (the `jsonschema` crate; `$ref`s into `components` resolve against the document's own
 //! components), and the check a forwarded request goes through before it is sent.
 
-use std::borrow::Cow;
 use actix_web::http::Method;
 use gateway_core::{JsonType, Problem, Reason};
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{Draft, ValidationError, Validator};
 use registry::ServiceConfig;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 use super::convert;
 use crate::body;

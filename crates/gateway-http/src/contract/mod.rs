@@ -91,36 +91,32 @@ impl Contracts {
     }
 }
 
-/// Starts the loaders on the current (actix) thread: one per service with an `openapi_path`,
-/// woken each time the service becomes online.
+/// Starts the loading on the current (actix) thread: each time a service becomes online, its
+/// contract is fetched again. One loader per service (made at its first online transition, so
+/// services a reload adds are covered too) keeps the loads of that service in order.
 pub fn start(registry: Registry, contracts: Contracts) {
-    let mut workers: HashMap<String, mpsc::UnboundedSender<()>> = HashMap::new();
-    for config in registry.configs() {
-        if config.openapi_path.is_none() {
-            continue;
-        }
-        let (tx, rx) = mpsc::unbounded_channel();
-        workers.insert(config.name.to_string(), tx);
-        actix_rt::spawn(loader(config, registry.clone(), contracts.clone(), rx));
-    }
-    if workers.is_empty() {
-        return;
-    }
     let mut changes = registry.subscribe();
+    let mut loaders: HashMap<String, mpsc::UnboundedSender<()>> = HashMap::new();
+    let mut wake = move |registry: &Registry, name: &str| {
+        let loader = loaders.entry(name.to_owned()).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            actix_rt::spawn(loader(name.to_owned(), registry.clone(), contracts.clone(), rx));
+            tx
+        });
+        let _ = loader.send(());
+    };
     actix_rt::spawn(async move {
         loop {
             match changes.recv().await {
                 Ok(c) if c.entry.status == ServiceStatus::Online && c.previous != ServiceStatus::Online => {
-                    if let Some(w) = workers.get(&c.entry.name) {
-                        let _ = w.send(());
-                    }
+                    wake(&registry, &c.entry.name);
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     log::warn!("contract loading missed {n} status changes; reloading every online service's contract");
-                    for (name, w) in &workers {
-                        if registry.status(name).is_some_and(|(s, _)| s == ServiceStatus::Online) {
-                            let _ = w.send(());
+                    for name in registry.names() {
+                        if registry.status(&name).is_some_and(|(s, _)| s == ServiceStatus::Online) {
+                            wake(&registry, &name);
                         }
                     }
                 }
@@ -131,18 +127,17 @@ pub fn start(registry: Registry, contracts: Contracts) {
 }
 
 /// Loads one service's contract each time it is asked to (requests that pile up while a load
-/// runs are folded into one more load, so the newest document always wins).
-async fn loader(
-    config: Arc<ServiceConfig>,
-    registry: Registry,
-    contracts: Contracts,
-    mut rx: mpsc::UnboundedReceiver<()>,
-) {
-    let Some(path) = config.openapi_path.clone() else { return };
+/// runs are folded into one more load, so the newest document always wins), with the service's
+/// configuration of that moment.
+async fn loader(name: String, registry: Registry, contracts: Contracts, mut rx: mpsc::UnboundedReceiver<()>) {
     while rx.recv().await.is_some() {
         while rx.try_recv().is_ok() {}
+        let Some(config) = registry.config(&name) else { continue };
+        let Some(path) = config.openapi_path.clone() else {
+            contracts.set(&name, None);
+            continue;
+        };
         let (contract, info) = fetch(&config, &path).await;
-        let name = config.name.as_str();
         match (&contract, &info.error) {
             (Some(c), _) => log::info!(
                 "contract of {name} loaded from {path}: OpenAPI {}, {} operations under its routes",
@@ -154,8 +149,8 @@ async fn loader(
             }
             (None, None) => {}
         }
-        contracts.set(name, contract);
-        registry.update(name, |s| s.contract = Some(info));
+        contracts.set(&name, contract);
+        registry.update(&name, |s| s.contract = Some(info));
     }
 }
 
@@ -185,7 +180,10 @@ async fn fetch(config: &ServiceConfig, path: &str) -> (Option<Contract>, Contrac
             let operations = contract.operations;
             // A contract with nothing under the service's routes checks nothing (and says so).
             let error = (operations == 0).then(|| {
-                format!("no operation under its routes ({}): forwarded with the domain rules only", config.routes.join(", "))
+                format!(
+                    "no operation under its routes ({}): forwarded with the domain rules only",
+                    config.routes.join(", ")
+                )
             });
             (Some(contract), ContractInfo { status: ContractStatus::Loaded, operations, loaded_at, error })
         }
