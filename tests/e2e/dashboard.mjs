@@ -159,9 +159,12 @@ class Orchestrator {
       const res = await fetch(`${this.base()}/api/health`).catch(() => null);
       return res !== null && res.ok;
     });
-    // The URL the operator copies from the log, token fragment included.
+    // The URL the operator copies from the log: with the token fragment at the first start only
+    // (later starts name the token file instead and log no secret).
+    const first = before === 0;
     return until('the dashboard URL in the log', 5_000, () => {
-      const match = /dashboard: (http:\/\/\S+#token=\S+)/.exec(this.logText().slice(before));
+      const pattern = first ? /dashboard: (http:\/\/\S+#token=\S+)/ : /dashboard: (http:\/\/\S+)/;
+      const match = pattern.exec(this.logText().slice(before));
       return match ? match[1] : null;
     });
   }
