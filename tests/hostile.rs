@@ -208,6 +208,7 @@ fn instantiate(method: &'static str, pattern: &str, access: Access) -> Route {
         ("GET", "/assets/{file}") => ("/assets/dashboard.js", BodyKind::Ignored, &[]),
         ("GET", "/api/health") => ("/api/health", BodyKind::Ignored, &[]),
         ("GET", "/api/openapi.json") => ("/api/openapi.json", BodyKind::Ignored, &[]),
+        ("GET", "/api/docs") => ("/api/docs", BodyKind::Ignored, &[]),
         ("GET", "/ws") => ("/ws", BodyKind::Ignored, &[]),
         ("GET", "/metrics") => ("/metrics", BodyKind::Ignored, &[]),
         ("GET", "/api/services") => ("/api/services", BodyKind::Ignored, &[]),
@@ -227,6 +228,8 @@ fn instantiate(method: &'static str, pattern: &str, access: Access) -> Route {
         ("POST", "/api/auth/ticket") => ("/api/auth/ticket", BodyKind::Ignored, &[]),
         ("GET", "/api/hub/clients") => ("/api/hub/clients", BodyKind::Ignored, &[]),
         ("POST", "/api/hub/clients/{id}/send") => ("/api/hub/clients/nobody/send", BodyKind::AnyJson, &[]),
+        // Re-reads the unchanged file: a plan that changes nothing.
+        ("POST", "/api/config/reload") => ("/api/config/reload", BodyKind::Ignored, &[]),
         other => panic!("tests/hostile.rs: no instantiation for the route {other:?}; add one to `instantiate`"),
     };
     Route {
