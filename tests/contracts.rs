@@ -17,6 +17,9 @@ use serde_json::{Value, json};
 
 const ONLINE: Duration = Duration::from_secs(20);
 
+/// (method, target, body, status, code, the Hungarian message's start)
+type Refusal = (&'static str, &'static str, Option<Value>, u16, &'static str, &'static str);
+
 /// Waits until the service is online with a contract whose status is `status`; returns the entry.
 async fn contract_is(api: &Api, name: &str, status: &str) -> Value {
     api.wait_service(name, &format!("online with contract {status}"), ONLINE, |e| {
@@ -72,8 +75,7 @@ async fn requests_the_simulators_contracts_refuse_never_reach_them() {
         assert!(entry["contract"]["loaded_at"].is_string() && entry["contract"]["error"].is_null(), "{entry}");
     }
 
-    // (method, target, body, status, code, the Hungarian message's start)
-    let table: &[(&str, &str, Option<Value>, u16, &str, &str)] = &[
+    let table: &[Refusal] = &[
         // A required parameter is missing (the service would have refused it; now it never sees it).
         (
             "GET",
