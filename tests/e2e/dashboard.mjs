@@ -509,6 +509,13 @@ async function main() {
       await until(`${role.name}'s contract loaded`, STEP_TIMEOUT_MS, async () =>
         (await orchestrator.api('GET', `/api/services/${role.name}`)).body.data.contract?.status === 'loaded');
     }
+    // The dashboard shows each service's contract (its entry as loaded with the page).
+    await page.reload();
+    for (const role of ROLES) {
+      await waitInPage(page, `${role.name}'s contract on the dashboard`, (name) =>
+        document.querySelector(`tr[data-service="${name}"]`)?.dataset.contract === 'loaded', role.name);
+      assert.match(await page.locator(`tr[data-service="${role.name}"] .svc-meta`).textContent(), /szerződés: \d+ művelet/);
+    }
     const docs = await context.newPage();
     docs.on('pageerror', (err) => pageErrors.push(`uncaught (docs): ${err.message}`));
     const docsResponse = await docs.goto(`http://127.0.0.1:${network.port}/api/docs#token=${token}`);

@@ -350,6 +350,15 @@
     renderServicesSummary();
   }
 
+  /** The service's OpenAPI contract in a few words (`null`: configured without one). */
+  function contractText(c) {
+    if (!c) return null;
+    if (c.status === 'loaded') return `szerződés: ${c.operations} művelet`;
+    if (c.status === 'missing') return 'nincs szerződés';
+    if (c.status === 'invalid') return 'hibás szerződés';
+    return 'szerződés betöltés alatt';
+  }
+
   function renderService(svc) {
     const e = svc.entry;
     const p = svc.parts;
@@ -357,7 +366,13 @@
     setText(p.nameCell.firstChild, display);
     const meta = [e.name, KIND_TEXT[e.kind] || e.kind, `${e.host}:${e.port}`];
     if (e.pid) meta.push(`pid ${e.pid}`);
+    const contract = contractText(e.contract);
+    if (contract) meta.push(contract);
     setText(p.nameCell.lastChild, meta.join(' · '));
+    // The contract's problem, in full, on hover (a missing or broken contract is only a warning).
+    if (e.contract && e.contract.error) p.nameCell.lastChild.title = e.contract.error;
+    else p.nameCell.lastChild.removeAttribute('title');
+    p.tr.dataset.contract = e.contract ? e.contract.status : '';
     p.tr.dataset.status = e.status;
     p.tr.dataset.subState = e.sub_state || '';
     p.badge.dataset.status = e.status;

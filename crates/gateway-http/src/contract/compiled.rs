@@ -214,10 +214,12 @@ impl Contract {
         };
 
         if !op.parameters.is_empty() {
-            let pairs: Vec<(Cow<str>, Cow<str>)> = form_urlencoded::parse(query.as_bytes()).collect();
             for p in &op.parameters {
                 let values: Vec<Cow<str>> = match p.location {
-                    Location::Query => pairs.iter().filter(|(k, _)| k == &p.name).map(|(_, v)| v.clone()).collect(),
+                    Location::Query => form_urlencoded::parse(query.as_bytes())
+                        .filter(|(k, _)| *k == p.name.as_str())
+                        .map(|(_, v)| v)
+                        .collect(),
                     Location::Path => template
                         .segments
                         .iter()
@@ -234,7 +236,10 @@ impl Contract {
                 }
                 let value = coerce(p.coercion, &values)
                     .map_err(|expected| Problem::invalid(p.name.clone(), Reason::WrongType { expected }))?;
-                if let Some(error) = p.validator.iter_errors(&value).next() {
+                // The fast answer first; the first error only for a value that fails.
+                if !p.validator.is_valid(&value)
+                    && let Some(error) = p.validator.iter_errors(&value).next()
+                {
                     return Err(problem_of(&error, &p.name));
                 }
             }
@@ -248,7 +253,9 @@ impl Contract {
                 }
             } else if let Some(validator) = &spec.validator {
                 let value: Value = body::decode(body).map_err(Problem::Validation)?;
-                if let Some(error) = validator.iter_errors(&value).next() {
+                if !validator.is_valid(&value)
+                    && let Some(error) = validator.iter_errors(&value).next()
+                {
                     return Err(problem_of(&error, "body"));
                 }
             }
