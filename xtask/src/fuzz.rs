@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 
 /// (name, package, test filters) — every target is the package's `tests/properties.rs`.
 const TARGETS: &[(&str, &str, &[&str])] = &[
-    ("config", "registry", &[]),
+    ("config", "gateway-http", &[]),
     ("names", "gateway-core", &["symbol", "timeframe", "topic", "pattern"]),
     ("paths", "gateway-core", &["path"]),
     ("protocol", "hub", &[]),

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gateway_core::Role;
-use registry::Config;
+use gateway_http::Config;
 use settings::SettingsStore;
 
 mod readiness;
@@ -147,9 +147,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Sim(_)) => Ok(ExitCode::SUCCESS),
-        Some(Command::Config(ConfigCommand::Check { file })) => match Config::load(&file) {
-            Ok(mut config) => {
-                config.apply_env(std::env::vars()).with_context(|| "environment overrides")?;
+        Some(Command::Config(ConfigCommand::Check { file })) => match Config::load_with_env(&file, std::env::vars()) {
+            Ok(config) => {
                 println!("{}: valid ({} services)", file.display(), config.services.len());
                 Ok(ExitCode::SUCCESS)
             }
@@ -207,15 +206,19 @@ fn effective_config(
     data_dir: &Option<PathBuf>,
 ) -> anyhow::Result<Config> {
     let local = Path::new("orchestrator.toml");
+    let env = std::env::vars;
     let mut config = match file {
-        Some(path) => Config::load(path).with_context(|| format!("configuration {}", path.display()))?,
-        None if local.exists() => Config::load(local).context("configuration ./orchestrator.toml")?,
+        Some(path) => {
+            Config::load_with_env(path, env()).with_context(|| format!("configuration {}", path.display()))?
+        }
+        None if local.exists() => Config::load_with_env(local, env()).context("configuration ./orchestrator.toml")?,
         None => {
             let exe = std::env::current_exe().context("locating the orchestrator executable")?;
-            Config::builtin(&exe)
+            let mut config = Config::builtin(&exe);
+            config.apply_env(env()).context("environment overrides")?;
+            config
         }
     };
-    config.apply_env(std::env::vars()).context("environment overrides")?;
     if let Some(bind) = bind {
         config.gateway.bind = bind.clone();
         config.gateway.bind_addr().context("--bind")?;
@@ -235,7 +238,7 @@ fn config_source(
 ) -> gateway_http::ConfigSource {
     let (file, bind, data_dir) = (file.clone(), bind.clone(), data_dir.clone());
     std::sync::Arc::new(move || {
-        effective_config(&file, &bind, &data_dir).map_err(|e| registry::ConfigError::Invalid {
+        effective_config(&file, &bind, &data_dir).map_err(|e| gateway_http::ConfigError::Invalid {
             field: "config".into(),
             line: None,
             message: format!("{e:#}"),

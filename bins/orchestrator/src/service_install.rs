@@ -12,7 +12,8 @@ use std::pin::Pin;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use registry::{Config, ServiceConfig};
+use gateway_http::Config;
+use registry::ServiceConfig;
 
 #[cfg(unix)]
 mod unix;
@@ -234,7 +235,7 @@ pub fn stop_budget(config: &Config) -> std::time::Duration {
 /// orchestrator stops dependents before their dependencies, independent ones in parallel.
 pub fn slowest_stop_chain_ms(services: &[ServiceConfig]) -> u64 {
     fn chain(s: &ServiceConfig, all: &[ServiceConfig], depth: usize) -> u64 {
-        let own = if s.is_external() { 0 } else { s.stop_timeout_ms };
+        let own = if s.is_external() { 0 } else { u64::try_from(s.stop_timeout.as_millis()).unwrap_or(u64::MAX) };
         // Cycles are rejected by the configuration; the depth bound keeps this total anyway.
         if depth > all.len() {
             return own;
@@ -425,7 +426,7 @@ mod tests {
     fn service(name: &str, stop_ms: u64, deps: &[&str]) -> ServiceConfig {
         let mut s = ServiceConfig::with_defaults(ServiceName::parse(name).unwrap(), 5001);
         s.command = Some(vec!["python".into()]);
-        s.stop_timeout_ms = stop_ms;
+        s.stop_timeout = std::time::Duration::from_millis(stop_ms);
         s.depends_on = deps.iter().map(|d| ServiceName::parse(d).unwrap()).collect();
         s
     }

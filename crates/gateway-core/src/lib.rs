@@ -4,6 +4,7 @@
 //! speak. Newtypes validate themselves on construction, so a value of type [`Symbol`] or
 //! [`ServiceName`] is always valid.
 
+mod config_error;
 mod envelope;
 mod event;
 mod message;
@@ -11,6 +12,7 @@ mod names;
 mod status;
 pub mod validate;
 
+pub use config_error::ConfigError;
 pub use envelope::Envelope;
 pub use event::{Event, EventType, Topic, TopicPattern};
 pub use message::{ErrorCode, FieldError, JsonType, Lang, Problem, Reason};

@@ -19,8 +19,10 @@ use crate::context::RequestCtx;
 use crate::state::AppState;
 use crate::upstream::{self, Call, Failure};
 
-/// The overall budget of one dashboard request.
-pub const BUDGET: Duration = Duration::from_secs(2);
+/// The overall budget of one dashboard request (`gateway.timers.dashboard_budget_ms`).
+fn budget(state: &AppState) -> Duration {
+    state.config.gateway.timers.dashboard_budget
+}
 
 /// (part name, resource that finds the owning service, path on that service)
 const PARTS: [(&str, &str, &str); 4] = [
@@ -202,8 +204,8 @@ impl Suspects {
 }
 
 /// The deadline of one part of `service`.
-fn part_timeout(service: &ServiceConfig) -> Duration {
-    BUDGET.min(Duration::from_millis(service.request_timeout_ms))
+fn part_timeout(state: &AppState, service: &ServiceConfig) -> Duration {
+    budget(state).min(service.request_timeout)
 }
 
 async fn fetch_part(
@@ -216,7 +218,7 @@ async fn fetch_part(
     let service = state.registry.route(resource)?;
     let name = service.name.as_str();
     let started = Instant::now();
-    let timeout = part_timeout(&service);
+    let timeout = part_timeout(state, &service);
     let instance = state.registry.state(name).map(|s| Instance::of(&s));
     let fetched = match &instance {
         // Fast fail: a service known to be down costs nothing.
@@ -308,7 +310,7 @@ async fn call(state: &AppState, service: &ServiceConfig, path: &str, timeout: Du
 fn start_trial(state: &web::Data<AppState>, service: &Arc<ServiceConfig>, epoch: u64, request_id: &str) {
     let (state, service, request_id) = (state.clone(), service.clone(), request_id.to_owned());
     actix_rt::spawn(async move {
-        let timeout = part_timeout(&service);
+        let timeout = part_timeout(&state, &service);
         let paths = PARTS
             .iter()
             .filter(|(_, resource, _)| state.registry.route(resource).is_some_and(|s| s.name == service.name));

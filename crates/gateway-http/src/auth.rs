@@ -71,7 +71,7 @@ pub fn access_table() -> &'static [(&'static str, &'static str, Access)] {
 /// also by another process such as `orchestrator token revoke`, changes their size or
 /// modification time and sends the requests after it (the files are looked at again at least
 /// every [`TokenCache::RECHECK`]) back to the store — and for at most
-/// [`TokenCache::MAX_AGE`] (which also keeps `last_used_at` fresh). Entries are keyed by the
+/// `gateway.timers.token_cache_ms` (which also keeps `last_used_at` fresh). Entries are keyed by the
 /// token's SHA-256, unknown tokens are never cached.
 #[derive(Debug)]
 pub struct TokenCache {
@@ -79,6 +79,8 @@ pub struct TokenCache {
     entries: parking_lot::RwLock<std::collections::HashMap<String, CachedToken>>,
     /// The last look at the files and when it was taken (re-taken after [`TokenCache::RECHECK`]).
     seen: parking_lot::Mutex<(std::time::Instant, Generation)>,
+    /// How long an entry is trusted.
+    max_age: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -93,21 +95,19 @@ struct CachedToken {
 pub struct Generation([Option<(u64, std::time::SystemTime)>; 2]);
 
 impl TokenCache {
-    /// How long a verified token is trusted without asking the store again.
-    pub const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
     /// Most entries kept (a full cache is emptied; tokens are few).
     const MAX_ENTRIES: usize = 1024;
     /// How often under load the files are looked at again: a commit by another process is
     /// seen within this.
     pub const RECHECK: std::time::Duration = std::time::Duration::from_millis(1);
 
-    /// A cache for the store at `db` (its `-wal` file is watched too).
-    pub fn new(db: &std::path::Path) -> TokenCache {
+    /// A cache trusting an entry for `max_age` (`gateway.timers.token_cache_ms`; 0 = never).
+    pub fn with_max_age(db: &std::path::Path, max_age: std::time::Duration) -> TokenCache {
         let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");
         let files = [db.to_owned(), wal.into()];
         let seen = parking_lot::Mutex::new((std::time::Instant::now(), Self::look(&files)));
-        TokenCache { files, entries: Default::default(), seen }
+        TokenCache { files, entries: Default::default(), seen, max_age }
     }
 
     fn look(files: &[std::path::PathBuf; 2]) -> Generation {
@@ -140,7 +140,7 @@ impl TokenCache {
         let key = settings::token_hash(token);
         let entries = self.entries.read();
         let cached = entries.get(&key)?;
-        (cached.verified_at.elapsed() < Self::MAX_AGE && cached.generation == self.recent_generation())
+        (cached.verified_at.elapsed() < self.max_age && cached.generation == self.recent_generation())
             .then(|| cached.principal.clone())
     }
 
@@ -257,7 +257,7 @@ mod tests {
         let store = settings::SettingsStore::open(&db).unwrap();
         // A second store on the same file stands for another process (the CLI).
         let cli = settings::SettingsStore::open(&db).unwrap();
-        let cache = TokenCache::new(&db);
+        let cache = TokenCache::with_max_age(&db, std::time::Duration::from_secs(60));
         let token = store.create_token("dash", gateway_core::Role::Viewer).unwrap();
 
         // The first use records last_used_at (a write), so the second asks the store again;

@@ -1,7 +1,7 @@
 //! `ANY /api/{resource}/{path…}`: validated forwarding to the service that owns `resource`
 //! (SPEC §4), with fast fail, per-service timeouts and envelope wrapping.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::http::{Method, StatusCode, header};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
@@ -82,7 +82,7 @@ async fn forward(
     // `/api/{resource}/…?query` → `/{resource}/…?query`, as sent (already checked safe).
     let path_and_query = req.uri().path_and_query().map_or("", |pq| pq.as_str());
     let path_and_query = path_and_query.strip_prefix("/api").unwrap_or(path_and_query);
-    let timeout = Duration::from_millis(service.request_timeout_ms);
+    let timeout = service.request_timeout;
     // HEAD is sent on as GET (services need not route HEAD); the server leaves out the body.
     let method = if method == Method::HEAD { Method::GET } else { method };
     let call = Call { service: &service, method, path_and_query, headers, body, timeout };

@@ -8,6 +8,7 @@
 mod aggregate;
 mod auth;
 mod body;
+pub mod config;
 mod context;
 pub mod contract;
 mod cors;
@@ -29,6 +30,7 @@ mod upstream;
 mod wsguard;
 
 pub use auth::{Principal, access_table, required_access};
+pub use config::{Config, ConfigError};
 pub use context::RequestCtx;
 pub use cors::CorsPolicy;
 pub use error::ApiError;

@@ -7,7 +7,6 @@
 //! newest values always win.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use actix_web::http::{Method, header};
 use gateway_core::ServiceStatus;
@@ -144,7 +143,7 @@ async fn worker(name: String, registry: Registry, store: SettingsStore, mut rx: 
             path_and_query: &path,
             headers: vec![(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"))],
             body: body.into(),
-            timeout: Duration::from_millis(config.request_timeout_ms),
+            timeout: config.request_timeout,
         };
         match upstream::send(call).await {
             Ok(reply) if reply.status.is_success() => {

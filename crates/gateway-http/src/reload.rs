@@ -1,5 +1,5 @@
 //! Reload without restarts (SPEC §14): re-reads the configuration from its source, compares
-//! it with the one in effect ([`registry::ReloadPlan`]), re-reads the TLS certificate, has the
+//! it with the one in effect ([`Config::reload_plan`]), re-reads the TLS certificate, has the
 //! supervisor carry the plan out, follows the event sockets of added services, and publishes a
 //! `system` event `config_reloaded`. An invalid file changes nothing. Reloads are serialised;
 //! requests in flight are never touched (the listener and the workers stay).
@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use actix_web::web;
 use gateway_core::{Problem, Reason};
-use registry::{Config, ConfigError, ReloadPlan};
+use registry::ReloadPlan;
 use serde_json::json;
 
+use crate::config::{Config, ConfigError};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -63,7 +64,7 @@ impl Reloader {
                 }
             }
         }
-        let plan = ReloadPlan::between(&current, &new);
+        let plan = current.reload_plan(&new);
         log::info!(
             "reload: added {:?}, removed {:?}, restarted {:?}, updated {:?}, unchanged {:?}, requires restart {:?}",
             plan.added,
@@ -74,7 +75,8 @@ impl Reloader {
             plan.requires_restart
         );
         state.supervisor.reload(new.services.clone(), new.health.clone(), plan.clone()).await;
-        crate::realtime::follow_services(&state.registry, &state.hub, &plan.added);
+        let reconnect_max = state.config.gateway.timers.ingest_reconnect_max;
+        crate::realtime::follow_services(&state.registry, &state.hub, &plan.added, reconnect_max);
         current.services = new.services;
         current.health = new.health;
         if current.gateway.tls.is_some() && new.gateway.tls.is_some() {

@@ -4,10 +4,11 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::{App, HttpServer, middleware, web};
-use registry::{Config, ConfigError, Registry};
+use registry::Registry;
+
+use crate::config::{Config, ConfigError};
 use settings::{SettingsError, SettingsStore};
 use supervisor::{Supervisor, SupervisorConfig, SupervisorError, SupervisorHandle};
 
@@ -84,11 +85,13 @@ impl Application {
         )?;
         let limits = crate::state::CachedLimits::load(&settings)?;
         let propagation = crate::propagation::start(registry.clone(), settings.clone());
-        let hub = hub::Hub::start(hub_config(&config.hub));
-        crate::realtime::start_ingest(registry.clone(), hub.clone());
+        let hub = hub::Hub::start(config.hub.clone());
+        let timers = config.gateway.timers.clone();
+        crate::realtime::start_ingest(registry.clone(), hub.clone(), timers.ingest_reconnect_max);
         let contracts = crate::contract::Contracts::default();
         crate::contract::start(registry.clone(), contracts.clone());
-        let tickets = crate::realtime::Tickets::default();
+        let tickets = crate::realtime::Tickets::new(timers.ticket_ttl);
+        crate::upstream::set_connect_timeout(timers.upstream_connect);
         let authenticator = crate::realtime::authenticator(settings.clone(), tickets.clone());
         let metrics = Arc::new(crate::metrics::Metrics::new(config.services.iter().map(|s| s.name.as_str())));
         let tls = config.gateway.tls.as_ref().map(crate::tls::Certificates::load).transpose()?.map(Arc::new);
@@ -104,7 +107,7 @@ impl Application {
             tickets,
             authenticator,
             metrics,
-            tokens: Arc::new(crate::auth::TokenCache::new(&data_dir.join("setup.db"))),
+            tokens: Arc::new(crate::auth::TokenCache::with_max_age(&data_dir.join("setup.db"), timers.token_cache)),
             suspects: Arc::default(),
             contracts,
             tls,
@@ -113,7 +116,7 @@ impl Application {
 
         let listener =
             TcpListener::bind(bind).map_err(|source| StartupError::Bind { addr: bind.to_string(), source })?;
-        crate::realtime::drop_unresponsive_peers(&listener, Duration::from_millis(state.config.hub.idle_timeout_ms));
+        crate::realtime::drop_unresponsive_peers(&listener, state.config.hub.idle_timeout);
         if !bind.ip().is_loopback() && state.tls.is_none() {
             log::warn!(
                 "listening on {bind} without TLS, reachable from other machines: tokens travel in clear text; set [gateway.tls] cert and key"
@@ -196,18 +199,5 @@ impl Application {
         supervisor.shutdown().await;
         log::info!("all services stopped");
         result
-    }
-}
-
-fn hub_config(c: &registry::HubConfig) -> hub::HubConfig {
-    let ms = std::time::Duration::from_millis;
-    hub::HubConfig {
-        ring_size: c.ring_size,
-        ring_max_age: ms(c.ring_max_age_ms),
-        client_queue: c.client_queue,
-        auth_timeout: ms(c.auth_timeout_ms),
-        ping_interval: ms(c.ping_interval_ms),
-        idle_timeout: ms(c.idle_timeout_ms),
-        ..hub::HubConfig::default()
     }
 }

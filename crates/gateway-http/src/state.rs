@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use gateway_core::validate::Limits;
 use parking_lot::RwLock;
-use registry::{Config, Registry, ServiceConfig};
+use registry::{Registry, ServiceConfig};
+
+use crate::config::Config;
 use settings::SettingsStore;
 use supervisor::SupervisorHandle;
 

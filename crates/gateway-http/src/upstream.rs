@@ -17,6 +17,15 @@ pub const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 /// How long an idle pooled connection to a service is reused.
 pub const UPSTREAM_KEEP_ALIVE: Duration = Duration::from_secs(4);
 
+/// The connect timeout of forwarded requests (`gateway.timers.upstream_connect_ms`), set once
+/// at start before any worker makes its client; 5 s when never set.
+static CONNECT_TIMEOUT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// Sets the connect timeout of every worker's client (the first call wins).
+pub fn set_connect_timeout(timeout: Duration) {
+    let _ = CONNECT_TIMEOUT.set(timeout);
+}
+
 thread_local! {
     static CLIENT: awc::Client = awc::Client::builder()
         .disable_timeout()
@@ -24,7 +33,7 @@ thread_local! {
         .no_default_headers()
         .connector(
             awc::Connector::new()
-                .timeout(Duration::from_secs(5))
+                .timeout(CONNECT_TIMEOUT.get().copied().unwrap_or(Duration::from_secs(5)))
                 .limit(1024)
                 // Below the idle timeout of the usual servers (actix-web, uvicorn: 5 s). awc
                 // notices a pooled connection the service has closed, but not one it closes

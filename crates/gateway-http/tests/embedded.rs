@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use gateway_http::Application;
-use registry::Config;
+use gateway_http::Config;
 
 fn config(dir: &std::path::Path) -> Config {
     let mut config = Config::from_toml(

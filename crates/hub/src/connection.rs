@@ -134,7 +134,7 @@ impl Connection {
     pub fn new(hub: HubHandle, auth: Authenticator, remote_addr: Option<String>) -> Connection {
         let now = Instant::now();
         let config = hub.config();
-        let (limit, window) = config.flood_limit;
+        let (limit, window) = (config.flood_messages, config.flood_window);
         let deadline = now + config.auth_timeout;
         let limits = Limits::from(config);
         Connection {

@@ -79,7 +79,7 @@
 //! | 4001 | [`close_code::AUTH_FAILED`] | no valid `auth` within `auth_timeout` (5 s), an unknown credential, or another message before `auth` |
 //! | 4003 | [`close_code::FORBIDDEN`] | the credential is valid but its role may not subscribe (`service`) |
 //! | 4008 | [`close_code::SLOW_CONSUMER`] | the client's queue overflowed with non-tick events |
-//! | 4009 | [`close_code::POLICY_VIOLATION`] | flood: more than `flood_limit` messages per window |
+//! | 4009 | [`close_code::POLICY_VIOLATION`] | flood: more than `flood_messages` messages per `flood_window_ms` |
 
 mod config;
 mod connection;

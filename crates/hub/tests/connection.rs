@@ -152,7 +152,8 @@ async fn no_auth_within_the_deadline_closes_4001() {
 
 #[tokio::test]
 async fn a_flood_closes_4009() {
-    let hub = Hub::start(HubConfig { flood_limit: (5, Duration::from_secs(60)), ..HubConfig::default() });
+    let hub =
+        Hub::start(HubConfig { flood_messages: 5, flood_window: Duration::from_secs(60), ..HubConfig::default() });
     let mut conn = authenticated(&hub).await;
     for _ in 0..4 {
         assert_eq!(sent(&conn.on_text(r#"{"type":"ping"}"#).await[0])["type"], "pong");

@@ -5,15 +5,12 @@
 //! whoever needs to react to changes (the hub, settings propagation) subscribes.
 
 pub mod config;
-mod error;
 mod reload;
 mod table;
 
 pub use config::{
-    BackoffConfig, Config, GatewayConfig, HealthConfig, HubConfig, PortConflictPolicy, RestartPolicy, ServiceConfig,
-    TlsConfig,
+    BackoffConfig, PortConflictPolicy, RawService, RestartPolicy, ServiceConfig, builtin_services, validate_services,
 };
-pub use error::ConfigError;
 pub use reload::ReloadPlan;
 pub use table::{
     ContractInfo, ContractStatus, HealthSummary, LastCheck, LastExit, Registry, ServiceChange, ServiceEntry,

@@ -403,11 +403,11 @@ fn snapshot(config: &ServiceConfig, st: &ServiceState) -> ServiceEntry {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::Config;
+    use crate::builtin_services;
     use std::path::Path;
 
     fn registry() -> Registry {
-        Registry::new(&Config::builtin(Path::new("/bin/orchestrator")).services)
+        Registry::new(&builtin_services(Path::new("/bin/orchestrator")))
     }
 
     #[test]
@@ -432,7 +432,7 @@ mod tests {
             s.status = ServiceStatus::Online;
             s.restarts = 3;
         });
-        let mut services = Config::builtin(Path::new("/bin/orchestrator")).services;
+        let mut services = builtin_services(Path::new("/bin/orchestrator"));
         services.retain(|s| s.name.as_str() != "mt5");
         services[0].routes.push("history".into());
         let mut extra = ServiceConfig::with_defaults(gateway_core::ServiceName::parse("extra").unwrap(), 6000);

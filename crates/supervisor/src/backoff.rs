@@ -36,12 +36,12 @@ impl BackoffPolicy {
     /// clamped to 0..=1).
     pub fn from_config(c: &BackoffConfig) -> BackoffPolicy {
         BackoffPolicy {
-            first: Duration::from_millis(c.first_ms),
-            initial: Duration::from_millis(c.initial_ms),
+            first: c.first,
+            initial: c.initial,
             multiplier: if c.multiplier.is_finite() && c.multiplier >= 1.0 { c.multiplier } else { 1.0 },
-            max: Duration::from_millis(c.max_ms),
+            max: c.max,
             jitter: if c.jitter.is_finite() { c.jitter.clamp(0.0, 1.0) } else { 0.0 },
-            reset_after: Duration::from_millis(c.reset_after_ms),
+            reset_after: c.reset_after,
         }
     }
 
@@ -193,12 +193,12 @@ mod tests {
 
     fn config(first: u64, initial: u64, mult: f64, max: u64, jitter: f64) -> BackoffConfig {
         BackoffConfig {
-            first_ms: first,
-            initial_ms: initial,
+            first: Duration::from_millis(first),
+            initial: Duration::from_millis(initial),
             multiplier: mult,
-            max_ms: max,
+            max: Duration::from_millis(max),
             jitter,
-            reset_after_ms: 1000,
+            reset_after: Duration::from_millis(1000),
         }
     }
 

@@ -61,6 +61,7 @@
 //! - **Shutdown** also happens when every handle is dropped without calling it.
 
 mod backoff;
+mod config;
 mod error;
 mod lifecycle;
 mod logs;
@@ -81,6 +82,7 @@ pub(crate) fn test_listener() -> std::net::TcpListener {
 }
 
 pub use backoff::BackoffPolicy;
+pub use config::HealthConfig;
 pub use error::SupervisorError;
 pub use logs::{LOG_FILE_MAX_BYTES, LOG_FILES_KEPT, LogLine, MAX_LINE_BYTES, RING_BYTES, RING_LINES};
 pub use os::keeper_entry;

@@ -20,8 +20,9 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::config::HealthConfig;
 use gateway_core::{ServiceKind, ServiceStatus, SubState};
-use registry::{HealthConfig, PortConflictPolicy, RestartPolicy, ServiceConfig};
+use registry::{PortConflictPolicy, RestartPolicy, ServiceConfig};
 
 use crate::backoff::{BackoffPolicy, RestartSequence};
 
@@ -255,13 +256,13 @@ impl Rules {
             restart: config.restart,
             on_port_conflict: config.on_port_conflict,
             port: config.port,
-            interval: Duration::from_millis(health.interval_ms),
+            interval: health.interval,
             failure_threshold: health.failure_threshold,
-            startup_timeout: Duration::from_millis(health.startup_timeout_ms),
-            startup_probe_interval: Duration::from_millis(health.startup_probe_interval_ms),
-            stop_timeout: Duration::from_millis(config.stop_timeout_ms),
+            startup_timeout: health.startup_timeout,
+            startup_probe_interval: health.startup_probe_interval,
+            stop_timeout: config.stop_timeout,
             stop_kills: config.stop_signal == "SIGKILL",
-            failure_window: Duration::from_millis(config.failure_window_ms),
+            failure_window: config.failure_window,
             backoff: BackoffPolicy::from_config(&config.backoff),
             max_failures: config.max_failures,
             external: config.is_external(),

@@ -11,21 +11,21 @@ fn rules(tweak: fn(&mut Rules)) -> Rules {
     let mut config = ServiceConfig::with_defaults(ServiceName::parse("data").unwrap(), 5001);
     config.command = Some(vec!["python".into()]);
     let health = HealthConfig {
-        interval_ms: 1_000,
+        interval: Duration::from_millis(1_000),
         failure_threshold: 3,
-        startup_timeout_ms: 10_000,
-        startup_probe_interval_ms: 25,
+        startup_timeout: Duration::from_millis(10_000),
+        startup_probe_interval: Duration::from_millis(25),
         ..HealthConfig::default()
     };
     let mut r = Rules::of(&config, &health);
     r.stop_timeout = Duration::from_millis(3_000);
     r.backoff = BackoffPolicy::from_config(&registry::BackoffConfig {
-        first_ms: 0,
-        initial_ms: 250,
+        first: Duration::from_millis(0),
+        initial: Duration::from_millis(250),
         multiplier: 2.0,
-        max_ms: 4_000,
+        max: Duration::from_millis(4_000),
         jitter: 0.0,
-        reset_after_ms: 60_000,
+        reset_after: Duration::from_millis(60_000),
     });
     r.max_failures = 5;
     r.failure_window = Duration::from_secs(300);
@@ -525,12 +525,12 @@ fn backoff_jitter_stays_within_its_bounds() {
         let t0 = Instant::now();
         let mut machine = Lifecycle::new(rules(|r| {
             r.backoff = BackoffPolicy::from_config(&registry::BackoffConfig {
-                first_ms: 1_000,
-                initial_ms: 1_000,
+                first: Duration::from_millis(1_000),
+                initial: Duration::from_millis(1_000),
                 multiplier: 2.0,
-                max_ms: 60_000,
+                max: Duration::from_millis(60_000),
                 jitter: 0.1,
-                reset_after_ms: 60_000,
+                reset_after: Duration::from_millis(60_000),
             });
         }));
         for e in online() {

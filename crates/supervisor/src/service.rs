@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::config::HealthConfig;
 use gateway_core::{ServiceKind, ServiceStatus};
-use registry::{HealthConfig, LastCheck, LastExit, Registry, ServiceConfig, ServiceEntry, ServiceState};
+use registry::{LastCheck, LastExit, Registry, ServiceConfig, ServiceEntry, ServiceState};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::SupervisorError;
@@ -107,7 +108,7 @@ impl ServiceActor {
         probe_requested: Arc<AtomicBool>,
         rx: mpsc::UnboundedReceiver<Command>,
     ) -> Self {
-        let prober = Prober::new(&config, Duration::from_millis(ctx.health.timeout_ms));
+        let prober = Prober::new(&config, ctx.health.timeout);
         ServiceActor {
             name: config.name.to_string(),
             lifecycle: Lifecycle::new(Rules::of(&config, &ctx.health)),
@@ -372,7 +373,7 @@ impl ServiceActor {
     }
 
     fn new_prober(&self) -> Prober {
-        Prober::new(&self.config, Duration::from_millis(self.ctx.health.timeout_ms))
+        Prober::new(&self.config, self.ctx.health.timeout)
     }
 
     fn entry(&self) -> ServiceEntry {

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::config::HealthConfig;
 use gateway_core::{ServiceKind, ServiceStatus};
-use registry::{HealthConfig, Registry, ReloadPlan, ServiceConfig, ServiceEntry};
+use registry::{Registry, ReloadPlan, ServiceConfig, ServiceEntry};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, oneshot, watch};
 

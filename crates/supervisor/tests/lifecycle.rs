@@ -16,10 +16,9 @@ use gateway_core::{ServiceKind, ServiceName, ServiceStatus, SubState};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use registry::{
-    BackoffConfig, HealthConfig, PortConflictPolicy, Registry, RestartPolicy, ServiceChange, ServiceConfig,
-    ServiceEntry,
+    BackoffConfig, PortConflictPolicy, Registry, RestartPolicy, ServiceChange, ServiceConfig, ServiceEntry,
 };
-use supervisor::{Supervisor, SupervisorConfig, SupervisorError, SupervisorHandle};
+use supervisor::{HealthConfig, Supervisor, SupervisorConfig, SupervisorError, SupervisorHandle};
 use tokio::sync::broadcast;
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -63,27 +62,27 @@ fn service(name: &str, extra: &[&str]) -> ServiceConfig {
     let mut c = ServiceConfig::with_defaults(ServiceName::parse(name).unwrap(), port);
     c.display_name = format!("{name} display");
     c.command = Some(fixture_command(name, port, extra));
-    c.stop_timeout_ms = 3000;
+    c.stop_timeout = Duration::from_millis(3000);
     c.backoff = BackoffConfig {
-        first_ms: 0,
-        initial_ms: 100,
+        first: Duration::from_millis(0),
+        initial: Duration::from_millis(100),
         multiplier: 2.0,
-        max_ms: 1000,
+        max: Duration::from_millis(1000),
         jitter: 0.0,
-        reset_after_ms: 60_000,
+        reset_after: Duration::from_millis(60_000),
     };
     c.max_failures = 100;
-    c.failure_window_ms = 60_000;
+    c.failure_window = Duration::from_millis(60_000);
     c
 }
 
 fn health() -> HealthConfig {
     HealthConfig {
-        interval_ms: 100,
-        timeout_ms: 300,
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(300),
         failure_threshold: 2,
-        startup_timeout_ms: 10_000,
-        startup_probe_interval_ms: 25,
+        startup_timeout: Duration::from_millis(10_000),
+        startup_probe_interval: Duration::from_millis(25),
     }
 }
 
@@ -249,7 +248,11 @@ async fn start_online_then_kill9_is_noticed_at_once_and_never_runs_twice() {
     let svc = service("alpha", &[]);
     let port = svc.port;
     // Monitoring probes are far apart: only the exit notification can bring it back quickly.
-    let h = Harness::with(vec![svc], HealthConfig { interval_ms: 600_000, ..health() }, tempfile::tempdir().unwrap());
+    let h = Harness::with(
+        vec![svc],
+        HealthConfig { interval: Duration::from_millis(600_000), ..health() },
+        tempfile::tempdir().unwrap(),
+    );
 
     let started = h.handle.start_service("alpha").await.unwrap();
     assert_eq!(started.status, ServiceStatus::Starting);
@@ -370,7 +373,7 @@ async fn hung_health_goes_offline_after_the_threshold_and_is_restarted() {
 #[tokio::test]
 async fn a_service_ignoring_sigterm_is_killed_after_the_stop_timeout() {
     let mut svc = service("stubborn", &["--ignore-sigterm"]);
-    svc.stop_timeout_ms = 400;
+    svc.stop_timeout = Duration::from_millis(400);
     let port = svc.port;
     let h = Harness::new(vec![svc]);
     h.handle.start_service("stubborn").await.unwrap();
@@ -476,12 +479,12 @@ async fn adopt_mode_takes_over_monitoring_of_a_running_instance() {
 async fn crash_loop_with_growing_delays_then_manual_start_resets_it() {
     let mut svc = service("loopy", &["--exit-after-ms", "0", "--exit-code", "2"]);
     svc.backoff = BackoffConfig {
-        first_ms: 0,
-        initial_ms: 100,
+        first: Duration::from_millis(0),
+        initial: Duration::from_millis(100),
         multiplier: 2.0,
-        max_ms: 400,
+        max: Duration::from_millis(400),
         jitter: 0.0,
-        reset_after_ms: 60_000,
+        reset_after: Duration::from_millis(60_000),
     };
     svc.max_failures = 4;
     let mut h = Harness::new(vec![svc]);
@@ -557,7 +560,7 @@ async fn dependency_order_at_start_and_shutdown_and_nothing_left_behind() {
     b.depends_on = vec![ServiceName::parse("base").unwrap()];
     let mut c = service("top", &["--ignore-sigterm"]);
     c.depends_on = vec![ServiceName::parse("middle").unwrap()];
-    c.stop_timeout_ms = 300;
+    c.stop_timeout = Duration::from_millis(300);
     let mut manual = service("manual", &[]);
     manual.autostart = false;
     // An external service: no command, nothing listening.
@@ -661,8 +664,11 @@ async fn start_all_kills_the_leftovers_of_a_crashed_run() {
 #[tokio::test]
 async fn restart_and_passive_probe() {
     let svc = service("again", &[]);
-    let mut h =
-        Harness::with(vec![svc], HealthConfig { interval_ms: 600_000, ..health() }, tempfile::tempdir().unwrap());
+    let mut h = Harness::with(
+        vec![svc],
+        HealthConfig { interval: Duration::from_millis(600_000), ..health() },
+        tempfile::tempdir().unwrap(),
+    );
     // Restart of a stopped service just starts it.
     let e = h.handle.restart_service("again").await.unwrap();
     assert_eq!((e.status, e.restarts), (ServiceStatus::Starting, 0));
@@ -697,27 +703,28 @@ async fn a_reload_restarts_only_what_changed_and_keeps_every_other_pid() {
     for name in ["same", "tuned", "changed", "gone"] {
         pids.insert(name, h.online(name).await.pid.unwrap());
     }
-    let old = registry::Config {
-        services: vec![same.clone(), tuned.clone(), changed.clone(), gone.clone()],
-        ..Default::default()
-    };
+    let old = vec![same.clone(), tuned.clone(), changed.clone(), gone.clone()];
     let mut tuned2 = tuned.clone();
-    tuned2.request_timeout_ms = 1234;
+    tuned2.request_timeout = Duration::from_millis(1234);
     tuned2.routes = vec!["tunes".into()];
     let mut changed2 = changed.clone();
     changed2.env.insert("RELOADED".into(), "1".into());
     let added = service("added", &[]);
-    let new = registry::Config { services: vec![same.clone(), tuned2, changed2, added.clone()], ..Default::default() };
+    let new = vec![same.clone(), tuned2, changed2, added.clone()];
     let plan = registry::ReloadPlan::between(&old, &new);
     assert_eq!(
         (plan.updated.as_slice(), plan.restarted.as_slice()),
         (&["tuned".to_owned()][..], &["changed".to_owned()][..])
     );
-    h.handle.reload(new.services.clone(), health(), plan).await;
+    h.handle.reload(new.clone(), health(), plan).await;
 
     assert_eq!(h.entry("same").pid, Some(pids["same"]), "an unchanged service keeps its process");
     assert_eq!(h.entry("tuned").pid, Some(pids["tuned"]), "a service updated in place keeps its process");
-    assert_eq!(h.registry.route("tunes").unwrap().request_timeout_ms, 1234, "its new routes and timeout apply");
+    assert_eq!(
+        h.registry.route("tunes").unwrap().request_timeout,
+        Duration::from_millis(1234),
+        "its new routes and timeout apply"
+    );
     let restarted = h.online("changed").await;
     assert_ne!(restarted.pid, Some(pids["changed"]), "a changed environment restarts it");
     assert_eq!(restarted.restarts, 1);

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, bail};
-use registry::Config;
+use gateway_http::Config;
 
 use super::{Launch, RunHooks};
 

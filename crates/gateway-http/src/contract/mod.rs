@@ -166,7 +166,7 @@ async fn fetch(config: &ServiceConfig, path: &str) -> (Option<Contract>, Contrac
         path_and_query: path,
         headers: vec![(header::ACCEPT, header::HeaderValue::from_static("application/json"))],
         body: bytes::Bytes::new(),
-        timeout: FETCH_TIMEOUT.min(Duration::from_millis(config.request_timeout_ms)),
+        timeout: FETCH_TIMEOUT.min(config.request_timeout),
     };
     let reply = match upstream::send(call).await {
         Ok(reply) => reply,

@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 const MAX_EVENT_FRAME: usize = 1024 * 1024;
 
 /// Starts the wiring on the current (actix) thread.
-pub fn start(registry: Registry, hub: HubHandle) {
+pub fn start(registry: Registry, hub: HubHandle, reconnect_max: Duration) {
     let mut changes = registry.subscribe();
     let publisher = hub.clone();
     let table = registry.clone();
@@ -70,15 +70,15 @@ pub fn start(registry: Registry, hub: HubHandle) {
             }
         }
     });
-    follow_services(&registry, &hub, &registry.names());
+    follow_services(&registry, &hub, &registry.names(), reconnect_max);
 }
 
 /// Follows the event sockets of these services (at start, and for services a reload adds),
 /// each for as long as it is configured with an `events_path`.
-pub fn follow_services(registry: &Registry, hub: &HubHandle, names: &[String]) {
+pub fn follow_services(registry: &Registry, hub: &HubHandle, names: &[String], reconnect_max: Duration) {
     for name in names {
         if registry.config(name).is_some_and(|c| c.events_path.is_some()) {
-            actix_rt::spawn(follow(name.clone(), registry.clone(), hub.clone()));
+            actix_rt::spawn(follow(name.clone(), registry.clone(), hub.clone(), reconnect_max));
         }
     }
 }
@@ -106,7 +106,7 @@ fn events_url(registry: &Registry, name: &str) -> Option<String> {
 
 /// Follows one service's event socket for as long as it is configured (its address and path
 /// are read again before every connection, so a reload that changes them takes effect).
-async fn follow(name: String, registry: Registry, hub: HubHandle) {
+async fn follow(name: String, registry: Registry, hub: HubHandle, reconnect_max: Duration) {
     let mut changes = registry.subscribe();
     let mut delay = Duration::from_millis(100);
     loop {
@@ -156,6 +156,6 @@ async fn follow(name: String, registry: Registry, hub: HubHandle) {
         }
         // Reconnect with backoff while the service stays online.
         actix_rt::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
+        delay = (delay * 2).min(reconnect_max);
     }
 }

@@ -10,7 +10,7 @@ use crate::context::RequestCtx;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-use super::{sse, tickets, ws};
+use super::{sse, ws};
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -30,7 +30,7 @@ async fn ticket(req: HttpRequest, state: web::Data<AppState>, ctx: RequestCtx) -
     let ticket = state.tickets.issue(principal);
     Ok(ctx.ok(serde_json::json!({
         "ticket": ticket,
-        "expires_in_ms": tickets::TICKET_TTL.as_millis() as u64,
+        "expires_in_ms": u64::try_from(state.tickets.ttl().as_millis()).unwrap_or(u64::MAX),
     })))
 }
 

@@ -5,7 +5,6 @@
 //! and `event: close` when the hub ends the stream.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
@@ -87,7 +86,7 @@ pub async fn stream(
     });
     let hello = format!("retry: {RETRY_MS}\n\nevent: subscribed\ndata: {hello}\n\n");
 
-    let heartbeat = Duration::from_millis(state.config.hub.sse_heartbeat_ms);
+    let heartbeat = state.config.hub.sse_heartbeat;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // As for `/ws`, the loop is the response body: the dispatcher polls it when the socket can

@@ -1,5 +1,6 @@
 //! One-time tickets (`POST /api/auth/ticket`): browsers cannot set `Authorization` on a
-//! WebSocket or `EventSource`, so they trade their token for a ticket valid once, for 30 s.
+//! WebSocket or `EventSource`, so they trade their token for a ticket valid once, for
+//! `gateway.timers.ticket_ttl_ms` (30 s by default).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,16 +10,24 @@ use hub::Principal;
 use parking_lot::Mutex;
 use rand::RngCore;
 
-/// How long a ticket is valid.
-pub const TICKET_TTL: Duration = Duration::from_secs(30);
-
 /// The ticket book, shared by every worker.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Tickets {
     inner: Arc<Mutex<HashMap<String, (Principal, Instant)>>>,
+    ttl: Duration,
 }
 
 impl Tickets {
+    /// A book whose tickets live `ttl` (`gateway.timers.ticket_ttl_ms`).
+    pub fn new(ttl: Duration) -> Tickets {
+        Tickets { inner: Arc::default(), ttl }
+    }
+
+    /// How long a ticket is valid.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// Issues a ticket for this principal.
     pub fn issue(&self, principal: Principal) -> String {
         let mut bytes = [0u8; 24];
@@ -28,7 +37,7 @@ impl Tickets {
         let now = Instant::now();
         let mut map = self.inner.lock();
         map.retain(|_, (_, expires)| *expires > now);
-        map.insert(ticket.clone(), (principal, now + TICKET_TTL));
+        map.insert(ticket.clone(), (principal, now + self.ttl));
         ticket
     }
 
@@ -46,7 +55,7 @@ mod tests {
 
     #[test]
     fn tickets_are_single_use() {
-        let book = Tickets::default();
+        let book = Tickets::new(Duration::from_secs(30));
         let t = book.issue(Principal { name: "a".into(), role: Role::Viewer });
         assert!(t.starts_with("tk_") && t.len() == 51);
         assert_eq!(book.redeem(&t).map(|p| p.name), Some("a".to_owned()));

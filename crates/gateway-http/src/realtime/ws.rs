@@ -25,10 +25,6 @@ use crate::context::RequestCtx;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// After our close frame, how long we keep reading for the client's close frame before the TCP
-/// connection is dropped (RFC 6455 §7.1.1: the server closes TCP after the closing handshake).
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
-
 /// `GET /ws`: the handshake, and the response whose body is the connection.
 pub async fn websocket(
     req: HttpRequest,
@@ -49,7 +45,8 @@ pub async fn websocket(
     // larger fails in the codec (1009) before it is buffered whole.
     let max = state.hub.config().max_message_bytes;
     let stream = stream.max_frame_size(max).aggregate_continuations().max_continuation_size(max);
-    let socket = Socket { phase: Phase::Open(Box::new(conn)), stream, peer };
+    let close_grace = state.config.gateway.timers.close_grace;
+    let socket = Socket { phase: Phase::Open(Box::new(conn)), stream, peer, close_grace };
     let frames = futures_util::stream::unfold(socket, |mut socket| async move {
         let chunk = socket.next_chunk().await?;
         Some((Ok::<Bytes, Infallible>(chunk), socket))
@@ -82,6 +79,9 @@ struct Socket {
     phase: Phase,
     stream: AggregatedMessageStream,
     peer: String,
+    /// After our close frame, how long we keep reading for the client's close frame before the
+    /// TCP connection is dropped (RFC 6455 §7.1.1; `gateway.timers.close_grace_ms`).
+    close_grace: Duration,
 }
 
 impl Socket {
@@ -98,7 +98,7 @@ impl Socket {
                             }
                         }
                     };
-                    let _ = tokio::time::timeout(CLOSE_GRACE, answered).await;
+                    let _ = tokio::time::timeout(self.close_grace, answered).await;
                     return None;
                 }
                 Phase::Open(mut conn) => {

@@ -38,6 +38,16 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// A value of `field` that is not acceptable; the line is filled in by whoever knows the text.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid { field: field.into(), line: None, message: message.into() }
+    }
+
+    /// `Ok` when `value` is not zero, else "must be greater than 0" for `field`.
+    pub fn positive<T: Default + PartialEq>(value: T, field: &str) -> Result<(), ConfigError> {
+        if value == T::default() { Err(ConfigError::invalid(field, "must be greater than 0")) } else { Ok(()) }
+    }
+
     /// The line the error points at, if known.
     pub fn line(&self) -> Option<usize> {
         match self {

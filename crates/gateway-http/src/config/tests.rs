@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
+use gateway_core::ServiceName;
+use registry::{BackoffConfig, PortConflictPolicy, RestartPolicy};
 
 const MINIMAL: &str = r#"
 [[service]]
@@ -20,7 +22,7 @@ fn minimal_service_gets_every_default() {
     assert_eq!(s.host, "127.0.0.1");
     assert_eq!(s.health_path, "/health");
     assert_eq!(s.openapi_path.as_deref(), Some("/openapi.json"));
-    assert_eq!(s.request_timeout_ms, 10_000);
+    assert_eq!(s.request_timeout, Duration::from_millis(10_000));
     assert_eq!(s.restart, RestartPolicy::OnFailure);
     assert_eq!(s.backoff, BackoffConfig::default());
     assert_eq!(s.on_port_conflict, PortConflictPolicy::Fail);
@@ -137,7 +139,7 @@ fn invalid_configs_name_the_field_and_line() {
             Some(4),
         ),
         ("gateway port", "[[service]]\nname = \"a\"\nport = 5000\n", "gateway's own port", Some(3)),
-        ("bad bind", "[gateway]\nbind = \"localhost\"\n", "gateway.bind", Some(1)),
+        ("bad bind", "[gateway]\nbind = \"localhost\"\n", "gateway.bind", Some(2)),
         (
             "bad signal",
             "[[service]]\nname = \"a\"\nport = 1\nstop_signal = \"SIGFOO\"\n",
@@ -175,13 +177,13 @@ fn invalid_configs_name_the_field_and_line() {
             "unknown dependency",
             "[[service]]\nname = \"a\"\nport = 1\ndepends_on = [\"b\"]\n",
             "unknown service `b`",
-            Some(1),
+            Some(4),
         ),
         (
             "self dependency",
             "[[service]]\nname = \"a\"\nport = 1\ndepends_on = [\"a\"]\n",
             "depends on itself",
-            Some(1),
+            Some(4),
         ),
         (
             "cycle",
@@ -189,13 +191,13 @@ fn invalid_configs_name_the_field_and_line() {
             "dependency cycle",
             None,
         ),
-        ("zero interval", "[health]\ninterval_ms = 0\n", "health.interval_ms", None),
+        ("zero interval", "[health]\ninterval_ms = 0\n", "health.interval_ms", Some(2)),
         ("malformed toml", "[[service]\nname = 1\n", "", Some(1)),
         (
             "zero timeout",
             "[[service]]\nname = \"a\"\nport = 1\nrequest_timeout_ms = 0\n",
             "request_timeout_ms",
-            Some(1),
+            Some(4),
         ),
     ];
     for (what, text, fragment, line) in cases {
@@ -267,19 +269,19 @@ fn environment_overrides_every_duration() {
         ("PATH", "/bin"),
     ];
     c.apply_env(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))).unwrap();
-    assert_eq!(c.health.interval_ms, 100);
-    assert_eq!(c.health.timeout_ms, 50);
-    assert_eq!(c.health.startup_timeout_ms, 3000);
-    assert_eq!(c.health.startup_probe_interval_ms, 5);
+    assert_eq!(c.health.interval, Duration::from_millis(100));
+    assert_eq!(c.health.timeout, Duration::from_millis(50));
+    assert_eq!(c.health.startup_timeout, Duration::from_millis(3000));
+    assert_eq!(c.health.startup_probe_interval, Duration::from_millis(5));
     assert_eq!(c.health.failure_threshold, 2);
-    assert_eq!(c.services[0].stop_timeout_ms, 500);
-    assert_eq!(c.services[1].stop_timeout_ms, 700, "the per-service override wins");
-    assert_eq!(c.services[1].request_timeout_ms, 900);
-    assert_eq!(c.services[0].backoff.initial_ms, 10);
-    assert_eq!(c.services[1].backoff.initial_ms, 10);
-    assert_eq!(c.services[0].backoff.max_ms, 40);
-    assert_eq!(c.services[1].backoff.max_ms, 60_000);
-    assert_eq!(c.hub.ping_interval_ms, 1000);
+    assert_eq!(c.services[0].stop_timeout, Duration::from_millis(500));
+    assert_eq!(c.services[1].stop_timeout, Duration::from_millis(700), "the per-service override wins");
+    assert_eq!(c.services[1].request_timeout, Duration::from_millis(900));
+    assert_eq!(c.services[0].backoff.initial, Duration::from_millis(10));
+    assert_eq!(c.services[1].backoff.initial, Duration::from_millis(10));
+    assert_eq!(c.services[0].backoff.max, Duration::from_millis(40));
+    assert_eq!(c.services[1].backoff.max, Duration::from_millis(60_000));
+    assert_eq!(c.hub.ping_interval, Duration::from_millis(1000));
 
     let err = c.apply_env([("ORCHESTRATOR_HEALTH_INTERVAL_MS".to_owned(), "soon".to_owned())]).unwrap_err();
     assert!(err.to_string().contains("ORCHESTRATOR_HEALTH_INTERVAL_MS"), "{err}");
@@ -307,4 +309,90 @@ fn an_unknown_override_is_an_error_that_names_it() {
     // A service override is known even when no service is configured.
     let mut empty = Config::from_toml("").unwrap();
     empty.apply_env([("ORCHESTRATOR_SERVICE_STOP_TIMEOUT_MS".to_owned(), "5".to_owned())]).unwrap();
+}
+
+#[test]
+fn overrides_are_applied_before_the_one_validation() {
+    // Alone, this file breaks a rule (idle timeout not above the ping period)…
+    let text = "[hub]\nping_interval_ms = 40000\n";
+    let e = Config::from_toml(text).unwrap_err();
+    assert_eq!((e.to_string().contains("hub.idle_timeout_ms"), e.line()), (true, None), "{e}");
+    // …and the environment that fixes it makes it valid: the rules see the overlaid document.
+    let vars = [("ORCHESTRATOR_HUB_IDLE_TIMEOUT_MS".to_owned(), "50000".to_owned())];
+    let c = Config::from_toml_with_env(text, vars).unwrap();
+    assert_eq!((c.hub.ping_interval, c.hub.idle_timeout), (Duration::from_secs(40), Duration::from_secs(50)));
+    // A value that breaks a rule names the variable that set it.
+    let text = "[[service]]\nname = \"data\"\nport = 5001\n";
+    let vars = [("ORCHESTRATOR_SERVICE_DATA_FAILURE_WINDOW_MS".to_owned(), "0".to_owned())];
+    let e = Config::from_toml_with_env(text, vars).unwrap_err().to_string();
+    assert!(
+        e.contains("service[0].failure_window_ms") && e.contains("ORCHESTRATOR_SERVICE_DATA_FAILURE_WINDOW_MS"),
+        "{e}"
+    );
+}
+
+#[test]
+fn every_gateway_timer_and_limit_is_configurable() {
+    let text = "[gateway.timers]\ndashboard_budget_ms = 700\nticket_ttl_ms = 9000\n[hub]\nflood_messages = 7\n";
+    let vars = [
+        ("ORCHESTRATOR_GATEWAY_TIMERS_UPSTREAM_CONNECT_MS", "300"),
+        ("ORCHESTRATOR_GATEWAY_TIMERS_TOKEN_CACHE_MS", "0"),
+        ("ORCHESTRATOR_GATEWAY_TIMERS_CLOSE_GRACE_MS", "250"),
+        ("ORCHESTRATOR_GATEWAY_TIMERS_INGEST_RECONNECT_MAX_MS", "800"),
+        ("ORCHESTRATOR_HUB_FLOOD_WINDOW_MS", "2000"),
+        ("ORCHESTRATOR_GATEWAY_MAX_BODY_BYTES", "4096"),
+    ];
+    let c = Config::from_toml_with_env(text, vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))).unwrap();
+    let t = &c.gateway.timers;
+    let ms = Duration::from_millis;
+    assert_eq!(
+        (t.dashboard_budget, t.ticket_ttl, t.upstream_connect, t.token_cache, t.close_grace, t.ingest_reconnect_max),
+        (ms(700), ms(9000), ms(300), ms(0), ms(250), ms(800))
+    );
+    assert_eq!((c.hub.flood_messages, c.hub.flood_window, c.gateway.max_body_bytes), (7, ms(2000), 4096));
+    // `config print` shows them all, and what it prints reads back the same.
+    let printed = c.to_toml();
+    for field in [
+        "dashboard_budget_ms",
+        "ticket_ttl_ms",
+        "upstream_connect_ms",
+        "token_cache_ms",
+        "close_grace_ms",
+        "ingest_reconnect_max_ms",
+        "flood_messages",
+        "flood_window_ms",
+        "sse_heartbeat_ms",
+        "max_message_bytes",
+    ] {
+        assert!(printed.contains(field), "{field} missing from:\n{printed}");
+    }
+    assert_eq!(Config::from_toml(&printed).unwrap(), c);
+    let e = Config::from_toml("[gateway.timers]\nticket_ttl_ms = 0\n").unwrap_err();
+    assert_eq!((e.to_string().contains("gateway.timers.ticket_ttl_ms"), e.line()), (true, Some(2)), "{e}");
+    let e = Config::from_toml("[gateway.timers]\nticket_ttl = 5\n").unwrap_err();
+    assert!(e.to_string().contains("unknown field `ticket_ttl`"), "{e}");
+    let kinds = [("ORCHESTRATOR_GATEWAY_TIMERS_TICKET_TTL_MS", "-1"), ("ORCHESTRATOR_SERVICE_AUTOSTART", "yes")];
+    for (var, value) in kinds {
+        let e = Config::from_toml_with_env(MINIMAL, [(var.to_owned(), value.to_owned())]).unwrap_err().to_string();
+        assert!(e.contains(var), "{e}");
+    }
+}
+
+#[test]
+fn reload_plan_names_what_only_a_restart_applies() {
+    let base = Config::from_toml(MINIMAL).unwrap();
+    let changed = format!(
+        "[gateway]\nbind = \"127.0.0.1:6000\"\n[gateway.timers]\nticket_ttl_ms = 1\n[hub]\nring_size = 10\n[health]\ninterval_ms = 100\n{MINIMAL}"
+    );
+    let plan = base.reload_plan(&Config::from_toml(&changed).unwrap());
+    assert_eq!(
+        plan,
+        ReloadPlan {
+            unchanged: vec!["data".into()],
+            requires_restart: vec!["gateway.bind".into(), "gateway.timers".into(), "hub".into()],
+            health_changed: true,
+            ..ReloadPlan::default()
+        }
+    );
+    assert!(base.reload_plan(&base).is_empty());
 }

@@ -10,8 +10,11 @@ use std::path::PathBuf;
 
 use gateway_core::ServiceName;
 use proptest::prelude::*;
+use std::time::Duration;
+
+use gateway_http::config::{Config, ConfigError, GatewayConfig, HealthConfig, HubConfig};
+use registry::ServiceConfig;
 use registry::config::{BackoffConfig, PortConflictPolicy, RESERVED_RESOURCES, RestartPolicy, STOP_SIGNALS};
-use registry::{Config, ConfigError, GatewayConfig, HealthConfig, HubConfig, ServiceConfig};
 
 /// A TOML integer (i64) that is a sensible duration or count, with the edges.
 fn millis() -> impl Strategy<Value = u64> {
@@ -38,12 +41,12 @@ fn url_path() -> impl Strategy<Value = String> {
 fn backoff() -> impl Strategy<Value = BackoffConfig> {
     (0u64..10_000, 0u64..10_000, 1.0f64..10.0, 0u64..100_000, 0.0f64..=1.0, millis()).prop_map(
         |(first_ms, initial_ms, multiplier, extra, jitter, reset_after_ms)| BackoffConfig {
-            first_ms,
-            initial_ms,
+            first: Duration::from_millis(first_ms),
+            initial: Duration::from_millis(initial_ms),
             multiplier,
-            max_ms: first_ms.max(initial_ms) + extra,
+            max: Duration::from_millis(first_ms.max(initial_ms) + extra),
             jitter,
-            reset_after_ms,
+            reset_after: Duration::from_millis(reset_after_ms),
         },
     )
 }
@@ -182,14 +185,14 @@ fn config() -> impl Strategy<Value = Config> {
                     s.events_path = b.events_path;
                     s.settings_path = b.settings_path;
                     s.settings_keys = b.settings_keys;
-                    s.request_timeout_ms = b.request_timeout_ms;
+                    s.request_timeout = Duration::from_millis(b.request_timeout_ms);
                     s.autostart = b.autostart;
                     s.restart = b.restart;
                     s.stop_signal = b.stop_signal.to_owned();
-                    s.stop_timeout_ms = b.stop_timeout_ms;
+                    s.stop_timeout = Duration::from_millis(b.stop_timeout_ms);
                     s.backoff = b.backoff;
                     s.max_failures = b.max_failures;
-                    s.failure_window_ms = b.failure_window_ms;
+                    s.failure_window = Duration::from_millis(b.failure_window_ms);
                     s.on_port_conflict = b.on_port_conflict;
                     s
                 })
@@ -218,22 +221,24 @@ fn config() -> impl Strategy<Value = Config> {
                     cors_allowed_origins: cors,
                     max_body_bytes,
                     tls: None,
+                    timers: Default::default(),
                 },
                 health: HealthConfig {
-                    interval_ms,
-                    timeout_ms,
+                    interval: Duration::from_millis(interval_ms),
+                    timeout: Duration::from_millis(timeout_ms),
                     failure_threshold,
-                    startup_timeout_ms,
-                    startup_probe_interval_ms,
+                    startup_timeout: Duration::from_millis(startup_timeout_ms),
+                    startup_probe_interval: Duration::from_millis(startup_probe_interval_ms),
                 },
                 hub: HubConfig {
                     ring_size,
-                    ring_max_age_ms,
+                    ring_max_age: Duration::from_millis(ring_max_age_ms),
                     client_queue,
-                    auth_timeout_ms,
-                    ping_interval_ms: ping,
-                    idle_timeout_ms: ping + extra,
-                    sse_heartbeat_ms,
+                    auth_timeout: Duration::from_millis(auth_timeout_ms),
+                    ping_interval: Duration::from_millis(ping),
+                    idle_timeout: Duration::from_millis(ping + extra),
+                    sse_heartbeat: Duration::from_millis(sse_heartbeat_ms),
+                    ..HubConfig::default()
                 },
                 services,
             }
