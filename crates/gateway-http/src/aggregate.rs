@@ -30,11 +30,6 @@ const PARTS: [(&str, &str, &str); 4] = [
     ("patterns", "patterns", "/patterns/latest"),
 ];
 
-/// Registers the route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/dashboard", web::get().to(dashboard));
-}
-
 /// How one source did.
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceStatus {
@@ -322,7 +317,7 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-async fn dashboard(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {
+pub(crate) async fn dashboard(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {
     let results =
         join_all(PARTS.iter().map(|(part, resource, path)| fetch_part(&state, &ctx, part, resource, path))).await;
     let mut data = Map::new();

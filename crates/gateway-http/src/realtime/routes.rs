@@ -10,22 +10,13 @@ use crate::context::RequestCtx;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-use super::{sse, tickets, ws};
+use super::tickets;
 
-/// Registers the routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ws", web::get().to(ws::websocket))
-        .route("/api/events/stream", web::get().to(sse::stream))
-        .route("/api/events", web::post().to(ingest))
-        .route("/api/auth/ticket", web::post().to(ticket))
-        .service(
-            web::scope("/api/hub")
-                .route("/clients", web::get().to(clients))
-                .route("/clients/{id}/send", web::post().to(send)),
-        );
-}
-
-async fn ticket(req: HttpRequest, state: web::Data<AppState>, ctx: RequestCtx) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn ticket(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: RequestCtx,
+) -> Result<HttpResponse, ApiError> {
     let principal = req.extensions().get::<Principal>().cloned().ok_or(Problem::Unauthorized)?;
     let ticket = state.tickets.issue(principal);
     Ok(ctx.ok(serde_json::json!({
@@ -35,7 +26,7 @@ async fn ticket(req: HttpRequest, state: web::Data<AppState>, ctx: RequestCtx) -
 }
 
 /// `POST /api/events`: a JSON array of `{type, topic?, data, timestamp?}`, all or nothing.
-async fn ingest(
+pub(crate) async fn ingest(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -50,11 +41,11 @@ async fn ingest(
     Ok(ctx.ok(serde_json::json!({ "accepted": accepted })))
 }
 
-async fn clients(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {
+pub(crate) async fn clients(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {
     ctx.ok(state.hub.clients().await)
 }
 
-async fn send(
+pub(crate) async fn send(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
