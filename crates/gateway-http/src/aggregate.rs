@@ -30,16 +30,25 @@ const PARTS: [(&str, &str, &str); 4] = [
     ("patterns", "patterns", "/patterns/latest"),
 ];
 
-/// How one source did.
-#[derive(Debug, Clone, Serialize)]
+/// How one source of the dashboard did.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = DashboardSource)]
 pub struct SourceStatus {
     /// `ok`, `timeout`, `unresponsive`, `unavailable` or `error`.
+    #[schema(schema_with = source_status)]
     pub status: &'static str,
     /// Time spent.
     pub latency_ms: u64,
     /// The user-facing reason, when not ok.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The schema of [`SourceStatus::status`].
+fn source_status() -> utoipa::openapi::schema::ObjectBuilder {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["ok", "timeout", "unresponsive", "unavailable", "error"]))
 }
 
 struct PartResult {

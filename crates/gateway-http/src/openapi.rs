@@ -7,10 +7,13 @@ use std::sync::OnceLock;
 use actix_web::HttpResponse;
 use actix_web::web;
 use gateway_core::Access;
+use gateway_core::validate::{OrderRequest, StrategyRequest};
+use gateway_core::{Envelope, ErrorCode, EventType, ServiceKind, ServiceStatus, SubState};
+use utoipa::ToSchema;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{AllOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{AllOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     ComponentsBuilder, Content, InfoBuilder, OpenApi, OpenApiBuilder, PathItem, PathsBuilder, Ref, RefOr, Required, Tag,
@@ -164,9 +167,6 @@ fn string() -> RefOr<Schema> {
 fn integer() -> RefOr<Schema> {
     typed(Type::Integer).into()
 }
-fn number() -> RefOr<Schema> {
-    typed(Type::Number).into()
-}
 fn boolean() -> RefOr<Schema> {
     typed(Type::Boolean).into()
 }
@@ -203,32 +203,34 @@ fn map_of(values: RefOr<Schema>, description: &str) -> RefOr<Schema> {
         .into()
 }
 
+/// A reference to the component schema of `T`.
+fn ref_to<T: ToSchema>() -> RefOr<Schema> {
+    Ref::from_schema_name(T::name()).into()
+}
+
+/// A reference to the component schema of `T`, or null.
+fn nullable_ref<T: ToSchema>() -> RefOr<Schema> {
+    OneOfBuilder::new().item(typed(Type::Null)).item(ref_to::<T>()).into()
+}
+
+/// Adds the component schema of `T` and those it refers to.
+fn derived<T: ToSchema>(components: ComponentsBuilder) -> ComponentsBuilder {
+    let mut referenced = Vec::new();
+    T::schemas(&mut referenced);
+    components.schema_from::<T>().schemas_from_iter(referenced)
+}
+
+/// The component schemas: derived from the Rust types where this crate or `gateway-core` owns
+/// them (`ToSchema`), written here for the answers of the crates below, which stay free of
+/// utoipa (their enums are the derived ones).
 fn components() -> ComponentsBuilder {
-    let envelope = object(
-        &[
-            ("success", boolean(), true),
-            ("data", any(), true),
-            ("error", nullable(Type::String), true),
-            (
-                "code",
-                ObjectBuilder::new()
-                    .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-                    .enum_values(Some(gateway_core::ErrorCode::ALL.iter().map(|c| Some(c.as_str())).chain([None])))
-                    .into(),
-                true,
-            ),
-            ("request_id", string(), true),
-        ],
-        "Every /api answer: `data` on success (also for partial aggregates), `error` (the user-facing message, \
-         Hungarian by default, English with `Accept-Language: en`) and `code` on failure. The HTTP status is real.",
-    );
     let service_entry = object(
         &[
             ("name", string(), true),
             ("display_name", string(), true),
-            ("status", one_of(&["stopped", "starting", "online", "offline", "error"]), true),
-            ("sub_state", nullable(Type::String), true),
-            ("kind", one_of(&["managed", "external", "adopted"]), true),
+            ("status", ref_to::<ServiceStatus>(), true),
+            ("sub_state", nullable_ref::<SubState>(), true),
+            ("kind", ref_to::<ServiceKind>(), true),
             ("host", string(), true),
             ("port", integer(), true),
             ("pid", nullable(Type::Integer), true),
@@ -239,6 +241,22 @@ fn components() -> ComponentsBuilder {
             ("last_exit", any(), true),
             ("next_restart_at", nullable(Type::String), true),
             ("last_error", nullable(Type::String), true),
+            (
+                "contract",
+                OneOfBuilder::new()
+                    .item(typed(Type::Null))
+                    .item(object(
+                        &[
+                            ("status", one_of(&["pending", "loaded", "missing", "invalid"]), true),
+                            ("operations", integer(), true),
+                            ("loaded_at", nullable(Type::String), true),
+                            ("error", nullable(Type::String), true),
+                        ],
+                        "The service's own OpenAPI contract.",
+                    ))
+                    .into(),
+                true,
+            ),
         ],
         "A service and its live status.",
     );
@@ -250,8 +268,8 @@ fn components() -> ComponentsBuilder {
                 array(object(
                     &[
                         ("name", string(), true),
-                        ("status", string(), true),
-                        ("sub_state", nullable(Type::String), true),
+                        ("status", ref_to::<ServiceStatus>(), true),
+                        ("sub_state", nullable_ref::<SubState>(), true),
                     ],
                     "",
                 )),
@@ -281,14 +299,6 @@ fn components() -> ComponentsBuilder {
         ],
         "A setting with its default and version.",
     );
-    let source = object(
-        &[
-            ("status", one_of(&["ok", "timeout", "unresponsive", "unavailable", "error"]), true),
-            ("latency_ms", integer(), true),
-            ("error", string(), false),
-        ],
-        "How one source of the dashboard did.",
-    );
     let dashboard = object(
         &[
             ("account", nullable(Type::Object), true),
@@ -301,7 +311,7 @@ fn components() -> ComponentsBuilder {
                 object(
                     &[
                         ("complete", boolean(), true),
-                        ("sources", map_of(schema_ref("DashboardSource"), "By service."), true),
+                        ("sources", map_of(ref_to::<crate::aggregate::SourceStatus>(), "By service."), true),
                     ],
                     "",
                 ),
@@ -310,60 +320,25 @@ fn components() -> ComponentsBuilder {
         ],
         "The aggregate; failed parts are null, never omitted.",
     );
-    let order = object(
-        &[
-            ("symbol", string(), true),
-            ("side", one_of(&["buy", "sell"]), true),
-            ("type", one_of(&["market", "limit", "stop"]), true),
-            ("volume", number(), true),
-            ("price", number(), false),
-            ("sl", number(), false),
-            ("tp", number(), false),
-            ("deviation", integer(), false),
-            ("magic", integer(), false),
-            ("comment", string(), false),
-        ],
-        "An order request (MetaTrader 5 shape).",
-    );
-    let strategy = object(
-        &[
-            ("name", string(), true),
-            ("symbol", string(), true),
-            ("timeframe", string(), true),
-            ("parameters", typed(Type::Object).into(), true),
-        ],
-        "A new strategy.",
-    );
     let event = object(
         &[
-            ("type", one_of(&["tick", "strategy_signal", "position", "service_status", "system"]), true),
+            ("type", ref_to::<EventType>(), true),
             ("topic", string(), false),
             ("data", any(), true),
             ("timestamp", string(), false),
         ],
         "An event to publish.",
     );
-    ComponentsBuilder::new()
-        .schema("Envelope", envelope)
+    let mut components = ComponentsBuilder::new()
         .schema("ServiceEntry", service_entry)
         .schema("Health", health)
         .schema("LogLines", log_lines)
         .schema("SettingEntry", setting)
         .schema("SettingsMap", map_of(schema_ref("SettingEntry"), "Settings by key."))
-        .schema("SettingPut", object(&[("value", any(), true)], "The new value."))
         .schema("SettingsBatch", map_of(any(), "New values by key."))
-        .schema("DashboardSource", source)
         .schema("Dashboard", dashboard)
-        .schema("OrderRequest", order)
-        .schema("StrategyRequest", strategy)
         .schema("EventBatch", array(event))
-        .schema("Accepted", object(&[("accepted", integer(), true)], "How many events were published."))
-        .schema(
-            "Ticket",
-            object(&[("ticket", string(), true), ("expires_in_ms", integer(), true)], "A one-time ticket."),
-        )
         .schema("HubClient", typed(Type::Object).description(Some("A connected client.")))
-        .schema("Sent", object(&[("sent", boolean(), true)], "Delivered to the client's queue."))
         .schema("AnyJson", any())
         .schema(
             "ReloadPlan",
@@ -378,8 +353,21 @@ fn components() -> ComponentsBuilder {
                 ],
                 "What a reload did: services by name, and the changed fields only a restart applies.",
             ),
-        )
-        .security_scheme("bearer", SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).build()))
+        );
+    components = derived::<Envelope<serde_json::Value>>(components);
+    components = derived::<ErrorCode>(components);
+    components = derived::<ServiceStatus>(components);
+    components = derived::<SubState>(components);
+    components = derived::<ServiceKind>(components);
+    components = derived::<EventType>(components);
+    components = derived::<OrderRequest>(components);
+    components = derived::<StrategyRequest>(components);
+    components = derived::<crate::aggregate::SourceStatus>(components);
+    components = derived::<crate::routes::settings::SettingPut>(components);
+    components = derived::<crate::realtime::Accepted>(components);
+    components = derived::<crate::realtime::Ticket>(components);
+    components = derived::<crate::realtime::Sent>(components);
+    components.security_scheme("bearer", SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).build()))
 }
 
 fn envelope_with(data: RefOr<Schema>) -> RefOr<Schema> {
@@ -620,5 +608,90 @@ mod tests {
             envelope["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         required.sort_unstable();
         assert_eq!(required, ["code", "data", "error", "request_id", "success"]);
+    }
+
+    /// Checks `value` against the component schema `name` (with every component in scope), and
+    /// that each top-level field of an object value is declared (the schemas written here for
+    /// the crates below must not fall behind their types).
+    fn conforms(components: &serde_json::Value, name: &str, value: &serde_json::Value) {
+        let schema = serde_json::json!({"$ref": format!("#/components/schemas/{name}"), "components": components});
+        let validator = jsonschema::options().with_draft(jsonschema::Draft::Draft202012).build(&schema).unwrap();
+        let errors: Vec<String> =
+            validator.iter_errors(value).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{name} refuses {value}: {errors:?}");
+        if let (Some(fields), Some(declared)) =
+            (value.as_object(), components["schemas"][name]["properties"].as_object())
+        {
+            for field in fields.keys() {
+                assert!(declared.contains_key(field), "{name} does not declare `{field}` of {value}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_schemas_describe_what_the_handlers_send() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let components = &doc["components"];
+        let mut config = registry::ServiceConfig::with_defaults(gateway_core::ServiceName::parse("data").unwrap(), 1);
+        config.openapi_path = Some("/openapi.json".into());
+        let plain = registry::ServiceConfig::with_defaults(gateway_core::ServiceName::parse("mt5").unwrap(), 2);
+        let registry = registry::Registry::new(&[config, plain]);
+        for entry in registry.entries() {
+            conforms(components, "ServiceEntry", &serde_json::to_value(entry).unwrap());
+        }
+        conforms(components, "Health", &serde_json::to_value(registry.health()).unwrap());
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = settings::SettingsStore::open(&dir.path().join("setup.db")).unwrap();
+        let all = serde_json::to_value(store.list().unwrap()).unwrap();
+        conforms(components, "SettingsMap", &all);
+        conforms(components, "SettingEntry", &all["symbols"]);
+
+        let envelope = |data: serde_json::Value| serde_json::to_value(Envelope::ok(data, "r1")).unwrap();
+        conforms(components, "Envelope", &envelope(serde_json::json!([1, 2])));
+        for code in ErrorCode::ALL {
+            let failed =
+                serde_json::json!({"success": false, "data": null, "error": "x", "code": code, "request_id": "r"});
+            conforms(components, "Envelope", &failed);
+        }
+        let ticket = crate::realtime::Ticket { ticket: "t".into(), expires_in_ms: 30_000 };
+        conforms(components, "Ticket", &serde_json::to_value(ticket).unwrap());
+        conforms(components, "Accepted", &serde_json::to_value(crate::realtime::Accepted { accepted: 3 }).unwrap());
+        conforms(components, "Sent", &serde_json::to_value(crate::realtime::Sent { sent: true }).unwrap());
+        let source = crate::aggregate::SourceStatus { status: "timeout", latency_ms: 2000, error: Some("x".into()) };
+        conforms(components, "DashboardSource", &serde_json::to_value(source).unwrap());
+
+        // The request bodies the gateway validates itself: accepted and refused alike.
+        let order = serde_json::json!({"symbol": "EURUSD", "side": "buy", "type": "market", "volume": 0.1});
+        conforms(components, "OrderRequest", &order);
+        let strategy = serde_json::json!({"name": "s", "symbol": "EURUSD", "timeframe": "H1", "parameters": {}});
+        conforms(components, "StrategyRequest", &strategy);
+        let refuses = |name: &str, value: serde_json::Value| {
+            let schema = serde_json::json!({"$ref": format!("#/components/schemas/{name}"), "components": components});
+            let validator = jsonschema::options().with_draft(jsonschema::Draft::Draft202012).build(&schema).unwrap();
+            assert!(!validator.is_valid(&value), "{name} accepts {value}");
+        };
+        refuses("OrderRequest", serde_json::json!({"symbol": "EURUSD", "side": "up", "type": "market", "volume": 1}));
+        refuses(
+            "OrderRequest",
+            serde_json::json!({"symbol": "EURUSD", "side": "buy", "type": "market", "volume": 1, "x": 1}),
+        );
+        refuses("SettingPut", serde_json::json!({"value": 1, "extra": 2}));
+    }
+
+    #[test]
+    fn the_error_codes_are_the_enum() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let listed = &doc["components"]["schemas"]["ErrorCode"]["enum"];
+        let all: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, &serde_json::json!(all));
+        assert_eq!(
+            doc["components"]["schemas"]["Envelope"]["properties"]["code"].to_string(),
+            serde_json::json!({"oneOf": [
+                {"$ref": "#/components/schemas/ErrorCode", "description": "The stable machine-readable code on failure."},
+                {"type": "null"}
+            ]})
+            .to_string()
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The OpenAPI document is the route table's: its operations are exactly the routes of
 //! `gateway_http::routes::ROUTES` (each documented method, and the concrete paths a route
-//! serves), each with the route's role, and its error codes are `ErrorCode::ALL`.
+//! serves), each with the route's role; its error codes are `ErrorCode`'s variants and its
+//! request bodies the Rust types'.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
@@ -50,8 +51,14 @@ fn error_codes_and_schemas_come_from_the_types() {
         let name = piece.split('"').next().unwrap();
         assert!(schemas.contains_key(name), "dangling $ref {name}");
     }
-    let codes = serde_json::to_string(&schemas["Envelope"]["properties"]["code"]).unwrap();
+    assert!(schemas["Envelope"]["properties"]["code"].to_string().contains("#/components/schemas/ErrorCode"));
+    let codes = serde_json::to_string(&schemas["ErrorCode"]["enum"]).unwrap();
     for code in gateway_core::ErrorCode::ALL {
         assert!(codes.contains(&format!("\"{}\"", code.as_str())), "{code:?} missing from {codes}");
+    }
+    // The bodies the gateway validates itself are described by their Rust types (`ToSchema`),
+    // unknown fields refused as `deny_unknown_fields` does.
+    for name in ["OrderRequest", "StrategyRequest", "SettingPut"] {
+        assert_eq!(schemas[name]["additionalProperties"], false, "{name}");
     }
 }

@@ -10,7 +10,7 @@ mod tickets;
 mod ws;
 
 pub use ingest::{follow_services, start as start_ingest, system as system_event};
-pub(crate) use routes::{clients, ingest, send, ticket};
+pub(crate) use routes::{Accepted, Sent, Ticket, clients, ingest, send, ticket};
 pub(crate) use sse::stream;
 pub use tickets::Tickets;
 pub(crate) use ws::websocket;

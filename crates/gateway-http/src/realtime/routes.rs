@@ -2,6 +2,7 @@
 
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use gateway_core::{Problem, Reason};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::auth::Principal;
@@ -12,6 +13,29 @@ use crate::state::AppState;
 
 use super::tickets;
 
+/// A one-time ticket.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Ticket {
+    /// The ticket, for `?ticket=` or the WebSocket's first message.
+    pub(crate) ticket: String,
+    /// How long it stays valid.
+    pub(crate) expires_in_ms: u64,
+}
+
+/// How many events were published.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Accepted {
+    /// Events published.
+    pub(crate) accepted: usize,
+}
+
+/// Delivered to the client's queue.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Sent {
+    /// Always true (a failure is an error answer).
+    pub(crate) sent: bool,
+}
+
 pub(crate) async fn ticket(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -19,10 +43,7 @@ pub(crate) async fn ticket(
 ) -> Result<HttpResponse, ApiError> {
     let principal = req.extensions().get::<Principal>().cloned().ok_or(Problem::Unauthorized)?;
     let ticket = state.tickets.issue(principal);
-    Ok(ctx.ok(serde_json::json!({
-        "ticket": ticket,
-        "expires_in_ms": tickets::TICKET_TTL.as_millis() as u64,
-    })))
+    Ok(ctx.ok(Ticket { ticket, expires_in_ms: tickets::TICKET_TTL.as_millis() as u64 }))
 }
 
 /// `POST /api/events`: a JSON array of `{type, topic?, data, timestamp?}`, all or nothing.
@@ -38,7 +59,7 @@ pub(crate) async fn ingest(
         return Err(Problem::invalid("body", Reason::TooShort { min: 1 }).into());
     }
     let accepted = state.hub.publish_raw_batch(items)?;
-    Ok(ctx.ok(serde_json::json!({ "accepted": accepted })))
+    Ok(ctx.ok(Accepted { accepted }))
 }
 
 pub(crate) async fn clients(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {
@@ -55,5 +76,5 @@ pub(crate) async fn send(
     let bytes = body::read_limited(&req, payload, state.config.gateway.max_body_bytes).await?;
     let data: Value = body::decode(&bytes)?;
     state.hub.send_to(&id, data).await?;
-    Ok(ctx.ok(serde_json::json!({ "sent": true })))
+    Ok(ctx.ok(Sent { sent: true }))
 }

@@ -49,9 +49,11 @@ pub(crate) async fn get(
     Ok(with_etag(&ctx, &entry))
 }
 
-#[derive(Deserialize)]
+/// The new value.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PutBody {
+pub(crate) struct SettingPut {
+    /// Checked against the setting's catalogue entry.
     value: serde_json::Value,
 }
 
@@ -64,7 +66,7 @@ pub(crate) async fn put(
 ) -> Result<HttpResponse, ApiError> {
     let expected = if_match(&req)?;
     let bytes = body::read_limited(&req, payload, state.config.gateway.max_body_bytes).await?;
-    let PutBody { value } = body::decode(&bytes)?;
+    let SettingPut { value } = body::decode(&bytes)?;
     let store = state.settings.clone();
     let key = key.into_inner();
     let entry = web::block(move || store.put(&key, value, expected)).await??;
