@@ -1,9 +1,9 @@
 //! Hostile input and access control (SPEC §3.2, §11), black-box against the real binary.
 //!
 //! A table-driven suite over every route: the routes come from `gateway_http::access_table()`
-//! (which a unit test in gateway-http keeps equal to the router) plus the forwarding routes of
-//! the configured services. Each route gets malformed, oversized and smuggling input over raw
-//! TCP (so nothing normalises it first); each case must get its documented 4xx, never a 5xx, the
+//! (derived, like the router itself, from the route table `gateway_http::routes::ROUTES`) plus
+//! the forwarding routes of the configured services. Each route gets malformed, oversized and
+//! smuggling input over raw TCP (so nothing normalises it first); each case must get its documented 4xx, never a 5xx, the
 //! process must survive (same pid, health answers) and nothing may be written. Then frame-level
 //! WebSocket garbage, the role of every route for every kind of token, token storage, CORS and
 //! the warning for a non-loopback listen address.

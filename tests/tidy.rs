@@ -165,6 +165,24 @@ fn dependencies_point_down_and_stay_in_their_layer() {
     assert!(problems.is_empty(), "dependency rules broken: {problems:#?}");
 }
 
+/// `gateway-core` stays free of the OpenAPI library unless asked: its schemas are derived behind
+/// the optional `openapi` feature, which only `gateway-http` (the owner of the document) turns on.
+#[test]
+fn the_openapi_derives_of_the_core_are_optional() {
+    let core = std::fs::read_to_string(root().join("crates/gateway-core/Cargo.toml")).unwrap();
+    let line = core.lines().find(|l| l.trim_start().starts_with("utoipa")).expect("gateway-core names utoipa");
+    assert!(line.contains("optional = true"), "gateway-core: {line}");
+    assert!(core.contains("openapi = [\"dep:utoipa\"]"), "gateway-core has the `openapi` feature");
+    let crates = ["registry", "settings", "hub", "simulator", "supervisor", "gateway-http"];
+    let dirs =
+        crates.map(|c| format!("crates/{c}")).into_iter().chain(["bins/orchestrator".to_owned(), "xtask".to_owned()]);
+    for dir in dirs {
+        let manifest = std::fs::read_to_string(root().join(&dir).join("Cargo.toml")).unwrap();
+        let enables = manifest.lines().any(|l| l.starts_with("gateway-core") && l.contains("\"openapi\""));
+        assert_eq!(enables, dir == "crates/gateway-http", "{dir} and gateway-core's `openapi` feature");
+    }
+}
+
 #[test]
 fn the_dependency_reader_sees_every_kind_of_section() {
     let manifest = "[package]\nname = \"x\"\n[dependencies]\nserde.workspace = true\nactix-web = { version = \"4\" }\n\

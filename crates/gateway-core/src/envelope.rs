@@ -4,19 +4,34 @@ use serde::{Deserialize, Serialize};
 
 use crate::message::{ErrorCode, Lang, Problem};
 
-/// `{success, data, error, code, request_id}`.
+/// `{success, data, error, code, request_id}`: every /api answer. `data` on success (also for
+/// partial aggregates), `error` (the user-facing message, Hungarian by default, English with
+/// `Accept-Language: en`) and `code` on failure. The HTTP status is real.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope<T> {
     /// Whether the request succeeded.
     pub success: bool,
     /// The payload on success (and for partial aggregates).
+    #[cfg_attr(feature = "openapi", schema(required = true, schema_with = any_data))]
     pub data: Option<T>,
     /// The user-facing message on failure.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub error: Option<String>,
     /// The stable machine-readable code on failure.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub code: Option<ErrorCode>,
     /// The request id (also in `X-Request-Id`).
     pub request_id: String,
+}
+
+/// The schema of [`Envelope::data`]: any JSON value, `null` on failure (each operation of the
+/// document narrows it).
+#[cfg(feature = "openapi")]
+fn any_data() -> utoipa::openapi::schema::ObjectBuilder {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+        .description(Some("The payload on success (and for partial aggregates)."))
 }
 
 impl<T> Envelope<T> {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::message::Reason;
 
 /// The kinds of event the hub carries.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventType {

@@ -42,6 +42,7 @@ impl Lang {
 }
 
 /// Stable, machine-readable error codes (the `code` field of the envelope).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {

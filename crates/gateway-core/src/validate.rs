@@ -103,16 +103,42 @@ pub fn check_body_fields(body: &Value, limits: &Limits) -> Result<(), FieldError
     check_query(pairs, limits)
 }
 
+/// The schemas of the fields whose Rust type is wider than what they accept.
+#[cfg(feature = "openapi")]
+mod schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+
+    fn one_of(values: &[&str], description: &str) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(values.iter().copied()))
+            .description(Some(description))
+    }
+
+    /// `side`.
+    pub fn side() -> ObjectBuilder {
+        one_of(&["buy", "sell"], "`buy` or `sell`.")
+    }
+
+    /// `type`.
+    pub fn order_type() -> ObjectBuilder {
+        one_of(&["market", "limit", "stop"], "`market`, `limit` or `stop`.")
+    }
+}
+
 /// `POST /api/orders`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
     /// Symbol.
     pub symbol: String,
     /// `buy` or `sell`.
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::side))]
     pub side: String,
     /// `market`, `limit` or `stop`.
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::order_type))]
     pub order_type: String,
     /// Lots, > 0 and ≤ `risk.max_volume`.
     pub volume: f64,
@@ -185,6 +211,7 @@ impl OrderRequest {
 }
 
 /// `POST /api/strategies`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StrategyRequest {
@@ -195,6 +222,7 @@ pub struct StrategyRequest {
     /// Timeframe.
     pub timeframe: String,
     /// Free parameters (an object).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub parameters: Value,
 }
 

@@ -32,21 +32,25 @@ const PARTS: [(&str, &str, &str); 4] = [
     ("patterns", "patterns", "/patterns/latest"),
 ];
 
-/// Registers the route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/dashboard", web::get().to(dashboard));
-}
-
-/// How one source did.
-#[derive(Debug, Clone, Serialize)]
+/// How one source of the dashboard did.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = DashboardSource)]
 pub struct SourceStatus {
     /// `ok`, `timeout`, `unresponsive`, `unavailable` or `error`.
+    #[schema(schema_with = source_status)]
     pub status: &'static str,
     /// Time spent.
     pub latency_ms: u64,
     /// The user-facing reason, when not ok.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The schema of [`SourceStatus::status`].
+fn source_status() -> utoipa::openapi::schema::ObjectBuilder {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["ok", "timeout", "unresponsive", "unavailable", "error"]))
 }
 
 struct PartResult {
@@ -324,7 +328,7 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-async fn dashboard(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {
+pub(crate) async fn dashboard(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {
     let results =
         join_all(PARTS.iter().map(|(part, resource, path)| fetch_part(&state, &ctx, part, resource, path))).await;
     let mut data = Map::new();

@@ -1,9 +1,9 @@
 //! Authentication and authorisation: bearer tokens checked against the settings store, and the
 //! access each route needs.
 //!
-//! The access table is keyed by the router's own patterns, and anything not listed needs at
-//! least a viewer token (GET/HEAD) or an operator token (everything else): a route added
-//! without an entry here is never accidentally public.
+//! Each route declares its access in the route table ([`crate::routes::ROUTES`]), looked up by
+//! the router pattern the request matched; anything else needs at least a viewer token
+//! (GET/HEAD) or an operator token (everything else), so nothing is accidentally public.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -19,49 +19,29 @@ use crate::state::AppState;
 /// Who is calling (the same principal the hub records for its clients).
 pub use hub::Principal;
 
-/// Explicit entries: (method, router pattern, access). `*` matches any method.
-const ACCESS_TABLE: &[(&str, &str, Access)] = &[
-    ("GET", "/", Access::Public),
-    ("GET", "/assets/{file}", Access::Public),
-    ("GET", "/api/health", Access::Public),
-    ("GET", "/api/openapi.json", Access::Public),
-    ("GET", "/api/docs", Access::Public),
-    ("GET", "/ws", Access::Public),
-    ("GET", "/api/services", Access::Read),
-    ("GET", "/api/services/{name}", Access::Read),
-    ("GET", "/api/services/{name}/logs", Access::Read),
-    ("POST", "/api/services/{name}/{action}", Access::Write),
-    ("GET", "/api/settings", Access::Read),
-    ("PUT", "/api/settings", Access::Write),
-    ("GET", "/api/settings/{key}", Access::Read),
-    ("PUT", "/api/settings/{key}", Access::Write),
-    ("DELETE", "/api/settings/{key}", Access::Write),
-    ("GET", "/api/dashboard", Access::Read),
-    ("POST", "/api/events", Access::Ingest),
-    ("GET", "/api/events/stream", Access::Read),
-    ("POST", "/api/auth/ticket", Access::Read),
-    ("GET", "/api/hub/clients", Access::Read),
-    ("POST", "/api/hub/clients/{id}/send", Access::Write),
-    ("GET", "/metrics", Access::Read),
-    ("POST", "/api/config/reload", Access::Write),
-];
-
-/// The access a request needs, from its method and the router pattern it matched.
+/// The access a request needs, from its method and the router pattern it matched: the route's
+/// own ([`crate::routes::ROUTES`]), else viewer for reads and operator for anything else.
 pub fn required_access(method: &Method, pattern: Option<&str>) -> Access {
-    let reading = method == Method::GET || method == Method::HEAD;
-    if let Some(pattern) = pattern {
-        let method = if method == Method::HEAD { "GET" } else { method.as_str() };
-        if let Some((_, _, access)) = ACCESS_TABLE.iter().find(|(m, p, _)| *p == pattern && (*m == method || *m == "*"))
-        {
-            return *access;
-        }
+    let method = if method == Method::HEAD { "GET" } else { method.as_str() };
+    match pattern.and_then(|p| crate::routes::find(method, p)) {
+        Some(route) => route.access.for_method(method),
+        None => crate::routes::by_method(method),
     }
-    if reading { Access::Read } else { Access::Write }
 }
 
-/// The explicit access table (for documentation and the route-coverage test).
+/// The routes whose access does not follow from the method, one entry per documented method:
+/// (method, router pattern, access). Derived from [`crate::routes::ROUTES`].
 pub fn access_table() -> &'static [(&'static str, &'static str, Access)] {
-    ACCESS_TABLE
+    static TABLE: std::sync::OnceLock<Vec<(&'static str, &'static str, Access)>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut table = Vec::new();
+        for route in crate::routes::ROUTES {
+            if let crate::routes::RouteAccess::Fixed(access) = route.access {
+                table.extend(route.methods.documented().iter().map(|m| (*m, route.pattern, access)));
+            }
+        }
+        table
+    })
 }
 
 /// Verified bearer tokens, so a request does not query SQLite (on the blocking pool) each time.

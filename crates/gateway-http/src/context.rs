@@ -38,9 +38,7 @@ impl RequestCtx {
 #[derive(Debug, Clone)]
 pub struct RoutePattern(pub Option<Cow<'static, str>>);
 
-/// The forwarding routes' patterns (see `forward::configure`).
-const FORWARD_ROOT: &str = "/api/{resource}";
-const FORWARD_TAIL: &str = "/api/{resource}/{tail:.*}";
+use crate::routes::{FORWARD_ROOT, FORWARD_TAIL};
 
 impl RoutePattern {
     /// Calls `f` with the request's pattern (looked up again when the middleware did not run).

@@ -17,17 +17,11 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::upstream::{self, Call, UpstreamReply};
 
-/// Registers the catch-all forwarding routes (after every gateway route).
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    // The usual shape first: a forwarded request runs one regular expression in the router.
-    cfg.route("/api/{resource}/{tail:.*}", web::to(forward)).route("/api/{resource}", web::to(forward));
-}
-
 /// Headers passed on to the service (everything else, hop-by-hop headers and the client's
 /// `Authorization` included, is dropped).
 const PASSED_HEADERS: [header::HeaderName; 3] = [header::CONTENT_TYPE, header::ACCEPT, header::ACCEPT_LANGUAGE];
 
-async fn forward(
+pub(crate) async fn forward(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,

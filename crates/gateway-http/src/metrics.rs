@@ -218,12 +218,7 @@ impl Metrics {
     }
 }
 
-/// Registers `GET /metrics`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(metrics));
-}
-
-async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let hub = state.hub.stats().await;
     let text = state
         .metrics

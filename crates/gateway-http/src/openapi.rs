@@ -1,20 +1,25 @@
 //! `GET /api/openapi.json`: the OpenAPI document of every route (built with `utoipa`'s model
-//! from one route table, [`OPERATIONS`]), each answer described with the envelope. The access
-//! each operation needs comes from the same table the auth middleware enforces.
+//! from the route table, [`crate::routes::ROUTES`]), each answer described with the envelope.
+//! The access each operation needs is the route's own, the one the auth middleware enforces.
 
 use std::sync::OnceLock;
 
-use actix_web::http::Method;
-use actix_web::{HttpResponse, web};
+use actix_web::HttpResponse;
+use actix_web::web;
 use gateway_core::Access;
+use gateway_core::validate::{OrderRequest, StrategyRequest};
+use gateway_core::{Envelope, ErrorCode, EventType, ServiceKind, ServiceStatus, SubState};
+use utoipa::ToSchema;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{AllOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{AllOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     ComponentsBuilder, Content, InfoBuilder, OpenApi, OpenApiBuilder, PathItem, PathsBuilder, Ref, RefOr, Required, Tag,
 };
+
+use crate::routes::{ROUTES, Route};
 
 /// Where a parameter goes.
 #[derive(Debug, Clone, Copy)]
@@ -57,18 +62,12 @@ pub enum Answer {
     Upgrade,
 }
 
-/// One documented operation.
+/// The documentation of one operation (a route's, for each of its methods).
 #[derive(Debug, Clone, Copy)]
-pub struct Operation {
-    /// HTTP method.
-    pub method: &'static str,
-    /// The router pattern it is served by (and whose access it needs).
-    pub pattern: &'static str,
-    /// The documented path, when it differs from the pattern (a concrete forwarded route).
-    pub path: Option<&'static str>,
+pub struct Doc {
     /// Grouping.
     pub tag: &'static str,
-    /// One line.
+    /// One line (`{method}` stands for the documented method).
     pub summary: &'static str,
     /// Details.
     pub description: &'static str,
@@ -84,10 +83,47 @@ pub struct Operation {
     pub errors: &'static [u16],
 }
 
-impl Operation {
-    /// The documented path: the router pattern without regex constraints, or the concrete path.
-    pub fn doc_path(&self) -> String {
-        self.path.map_or_else(|| doc_path(self.pattern), str::to_owned)
+/// One documented operation: a method and path of a route of [`ROUTES`], or a concrete path
+/// one of them serves.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    /// HTTP method.
+    pub method: &'static str,
+    /// The route that serves it.
+    pub route: &'static Route,
+    /// The documented path.
+    pub path: String,
+    /// Who may call it.
+    pub access: Access,
+    /// Its documentation.
+    pub doc: &'static Doc,
+}
+
+/// Every documented operation, derived from [`ROUTES`]: each route once per documented method,
+/// then the concrete paths it serves.
+pub fn operations() -> Vec<Operation> {
+    let mut out = Vec::new();
+    for route in ROUTES {
+        for method in route.methods.documented() {
+            let access = route.access.for_method(method);
+            out.push(Operation { method, route, path: doc_path(route.pattern), access, doc: &route.doc });
+        }
+        for concrete in route.concrete {
+            let access = route.access.for_method(concrete.method);
+            let path = concrete.path.to_owned();
+            out.push(Operation { method: concrete.method, route, path, access, doc: &concrete.doc });
+        }
+    }
+    out
+}
+
+/// The role an access is documented as.
+pub fn role_name(access: Access) -> &'static str {
+    match access {
+        Access::Public => "public",
+        Access::Read => "viewer",
+        Access::Write => "operator",
+        Access::Ingest => "service",
     }
 }
 
@@ -120,512 +156,6 @@ pub fn doc_path(pattern: &str) -> String {
     out
 }
 
-const NAME: Param = Param {
-    name: "name",
-    location: In::Path,
-    required: true,
-    ty: "string",
-    description: "Service name (`[a-z][a-z0-9_-]{0,31}`).",
-};
-const KEY: Param = Param {
-    name: "key",
-    location: In::Path,
-    required: true,
-    ty: "string",
-    description: "Setting key (`symbols`, `timeframes`, `default_timeframe`, `risk.max_volume`, `ui.*`).",
-};
-const IF_MATCH: Param = Param {
-    name: "If-Match",
-    location: In::Header,
-    required: false,
-    ty: "string",
-    description: "Expected version (bare or quoted); a mismatch is 409 `conflict`.",
-};
-const RESOURCE: Param = Param {
-    name: "resource",
-    location: In::Path,
-    required: true,
-    ty: "string",
-    description: "A resource owned by a service (`ticks`, `ohlc`, `symbols`, `account`, `positions`, `orders`, \
-                  `strategies`, `signals`, `patterns` by default); unknown resources are 404.",
-};
-const TAIL: Param = Param {
-    name: "tail",
-    location: In::Path,
-    required: true,
-    ty: "string",
-    description: "The rest of the path, passed on unchanged. `..`, `.` segments, encoded dots or slashes, \
-                  backslashes and control characters are 400.",
-};
-const SYMBOL: Param = Param {
-    name: "symbol",
-    location: In::Query,
-    required: false,
-    ty: "string",
-    description: "`^[A-Za-z0-9][A-Za-z0-9._#@-]{0,31}$`; on the data service's resources it must also be listed \
-                  in the `symbols` setting.",
-};
-const TIMEFRAME: Param = Param {
-    name: "timeframe",
-    location: In::Query,
-    required: false,
-    ty: "string",
-    description: "One of M1 M2 M3 M4 M5 M6 M10 M12 M15 M20 M30 H1 H2 H3 H4 H6 H8 H12 D1 W1 MN1; never defaulted \
-                  by the gateway.",
-};
-const COUNT: Param =
-    Param { name: "count", location: In::Query, required: false, ty: "integer", description: "1 to 100000." };
-const FROM: Param = Param {
-    name: "from",
-    location: In::Query,
-    required: false,
-    ty: "string",
-    description: "RFC 3339 or unix milliseconds; not after `to`.",
-};
-const TO: Param = Param {
-    name: "to",
-    location: In::Query,
-    required: false,
-    ty: "string",
-    description: "RFC 3339 or unix milliseconds.",
-};
-const FORWARD_PARAMS: &[Param] = &[RESOURCE, TAIL, SYMBOL, TIMEFRAME, COUNT, FROM, TO];
-const FORWARD_ROOT_PARAMS: &[Param] = &[RESOURCE, SYMBOL, TIMEFRAME, COUNT, FROM, TO];
-/// The statuses a forwarded request can end with besides success.
-const FORWARD_ERRORS: &[u16] = &[400, 404, 409, 413, 502, 503, 504];
-
-const FORWARD_TEXT: &str = "Forwarded to the service that owns `resource` (`/api/{resource}/{tail}` → \
-    `http://host:port/{resource}/{tail}`) with the query, body, `Content-Type`, `Accept`, `Accept-Language` and \
-    `X-Request-Id`; `Authorization`, cookies and hop-by-hop headers are not passed on. `symbol`, `timeframe`, \
-    `count`, `from`/`to` are validated wherever they appear (query or top-level JSON body) and invalid input never \
-    reaches the service. A service known to be down answers 503 at once; no answer within its \
-    `request_timeout_ms` is 504; a 5xx or a body that is not JSON is 502; a downstream envelope passes through \
-    with the gateway's `request_id`, other JSON becomes `data`, and 4xx keep their status. Viewer for GET, \
-    operator for other methods.";
-
-macro_rules! forwarded {
-    ($method:literal, $pattern:literal, $params:expr) => {
-        Operation {
-            method: $method,
-            pattern: $pattern,
-            path: None,
-            tag: "forwarding",
-            summary: concat!($method, " forwarded to the owning service"),
-            description: FORWARD_TEXT,
-            params: $params,
-            body: None,
-            status: 200,
-            answer: Answer::AnyData,
-            errors: FORWARD_ERRORS,
-        }
-    };
-}
-
-/// Every operation of the gateway. A route without an entry here fails the coverage test.
-pub const OPERATIONS: &[Operation] = &[
-    Operation {
-        method: "GET",
-        pattern: "/",
-        path: None,
-        tag: "page",
-        summary: "The built-in dashboard page",
-        description: "One self-contained HTML page (services, logs, live ticks, settings). Takes the token from \
-                      the URL fragment `#token=…`.",
-        params: &[],
-        body: None,
-        status: 200,
-        answer: Answer::Raw("text/html"),
-        errors: &[],
-    },
-    Operation {
-        method: "GET",
-        pattern: "/assets/{file}",
-        path: None,
-        tag: "page",
-        summary: "A static asset of the dashboard page",
-        description: "Embedded in the binary; revalidated with `ETag`.",
-        params: &[Param { name: "file", location: In::Path, required: true, ty: "string", description: "File name." }],
-        body: None,
-        status: 200,
-        answer: Answer::Raw("application/octet-stream"),
-        errors: &[404],
-    },
-    Operation {
-        method: "GET",
-        pattern: "/api/health",
-        path: None,
-        tag: "health",
-        summary: "Overall health from the registry",
-        description: "`ok` when every service is online, else `degraded`. Never calls a service.",
-        params: &[],
-        body: None,
-        status: 200,
-        answer: Answer::Data("Health"),
-        errors: &[],
-    },
-    Operation {
-        method: "GET",
-        pattern: "/api/openapi.json",
-        path: None,
-        tag: "health",
-        summary: "This document",
-        description: "OpenAPI 3.1 description of every route: the gateway's own, and every online service's \
-                      operations from its own contract under /api/…, tagged by service.",
-        params: &[],
-        body: None,
-        status: 200,
-        answer: Answer::Raw("application/json"),
-        errors: &[],
-    },
-    Operation {
-        method: "GET",
-        pattern: "/api/docs",
-        path: None,
-        tag: "health",
-        summary: "Interactive API page",
-        description: "A page over /api/openapi.json: every operation, its parameters and body, and a form \
-                      that sends it with your token.",
-        params: &[],
-        body: None,
-        status: 200,
-        answer: Answer::Raw("text/html"),
-        errors: &[],
-    },
-    Operation {
-        method: "GET",
-        pattern: "/api/services",
-        path: None,
-        tag: "services",
-        summary: "Every service with its live status",
-        description: "In configuration order.",
-        params: &[],
-        body: None,
-        status: 200,
-        answer: Answer::List("ServiceEntry"),
-        errors: &[],
-    },
-    Operation {
-        method: "GET",
-        pattern: "/api/services/{name}",
-        path: None,
-        tag: "services",
-        summary: "One service with its live status",
-        description: "",
-        params: &[NAME],
-        body: None,
-        status: 200,
-        answer: Answer::Data("ServiceEntry"),
-        errors: &[404],
-    },
-    Operation {
-        method: "GET",
-        pattern: "/api/services/{name}/logs",
-        path: None,
-        tag: "services",
-        summary: "The last captured output lines of a service",
-        description: "stdout and stderr, oldest first.",
-        params: &[
-            NAME,
-            Param {
-                name: "tail",
-                location: In::Query,
-                required: false,
-                ty: "integer",
-                description: "How many lines, 1 to 10000 (default 100).",
-            },
-        ],
-        body: None,
-        status: 200,
-        answer: Answer::Data("LogLines"),
-        errors: &[400, 404],
-    },
-    Operation {
-        method: "POST",
-        pattern: "/api/services/{name}/{action}",
-        path: None,
-        tag: "services",
-        summary: "Start, stop or restart a service",
-        description: "Answers the new status once the action is done. 409 when it is already in that state or \
-                      is external.",
-        params: &[
-            NAME,
-            Param {
-                name: "action",
-                location: In::Path,
-                required: true,
-                ty: "string",
-                description: "`start`, `stop` or `restart`.",
-            },
-        ],
-        body: None,
-        status: 200,
-        answer: Answer::Data("ServiceEntry"),
-        errors: &[404, 409],
-    },
-    Operation {
-        method: "GET",
-        pattern: "/api/settings",
-        path: None,
-        tag: "settings",
-        summary: "Every setting",
-        description: "An object keyed by setting key.",
-        params: &[],
-        body: None,
-        status: 200,
-        answer: Answer::Data("SettingsMap"),
-        errors: &[],
-    },
-    Operation {
-        method: "PUT",
-        pattern: "/api/settings",
-        path: None,
-        tag: "settings",
-        summary: "Change several settings at once",
-        description: "One transaction: all or nothing. Pushed to the services that depend on the changed keys.",
-        params: &[],
-        body: Some("SettingsBatch"),
-        status: 200,
-        answer: Answer::Data("SettingsMap"),
-        errors: &[400, 413],
-    },
-    Operation {
-        method: "GET",
-        pattern: "/api/settings/{key}",
-        path: None,
-        tag: "settings",
-        summary: "One setting",
-        description: "Also answers `ETag: \"<version>\"`.",
-        params: &[KEY],
-        body: None,
-        status: 200,
-        answer: Answer::Data("SettingEntry"),
-        errors: &[404],
-    },
-    Operation {
-        method: "PUT",
-        pattern: "/api/settings/{key}",
-        path: None,
-        tag: "settings",
-        summary: "Change one setting",
-        description: "Validated against the catalogue; pushed to the services that depend on it.",
-        params: &[KEY, IF_MATCH],
-        body: Some("SettingPut"),
-        status: 200,
-        answer: Answer::Data("SettingEntry"),
-        errors: &[400, 404, 409, 413],
-    },
-    Operation {
-        method: "DELETE",
-        pattern: "/api/settings/{key}",
-        path: None,
-        tag: "settings",
-        summary: "Reset a setting to its default",
-        description: "",
-        params: &[KEY, IF_MATCH],
-        body: None,
-        status: 200,
-        answer: Answer::Data("SettingEntry"),
-        errors: &[404, 409],
-    },
-    Operation {
-        method: "GET",
-        pattern: "/api/dashboard",
-        path: None,
-        tag: "dashboard",
-        summary: "Account, positions, strategies, patterns and services in one answer",
-        description: "Parts are fetched in parallel within 2 s. A failed part is `null` (never omitted) and \
-                      `meta.sources` says why; `X-Gateway-Complete: false` then. 503 when every downstream part \
-                      failed.",
-        params: &[],
-        body: None,
-        status: 200,
-        answer: Answer::Data("Dashboard"),
-        errors: &[503],
-    },
-    Operation {
-        method: "POST",
-        pattern: "/api/events",
-        path: None,
-        tag: "realtime",
-        summary: "Publish a batch of events (service role)",
-        description: "All or nothing. `topic` defaults to the type, `timestamp` to now.",
-        params: &[],
-        body: Some("EventBatch"),
-        status: 200,
-        answer: Answer::Data("Accepted"),
-        errors: &[400, 413],
-    },
-    Operation {
-        method: "GET",
-        pattern: "/api/events/stream",
-        path: None,
-        tag: "realtime",
-        summary: "Server-Sent Events",
-        description: "Events of the given topics (`id:` is `topic@seq`); `Last-Event-ID` replays missed ones; a \
-                      comment heartbeat every 15 s. Browsers may pass `?ticket=` instead of a header.",
-        params: &[
-            Param {
-                name: "topics",
-                location: In::Query,
-                required: true,
-                ty: "string",
-                description: "Comma-separated topics or patterns (`tick:EURUSD`, `position`, `tick:EUR*`).",
-            },
-            Param {
-                name: "ticket",
-                location: In::Query,
-                required: false,
-                ty: "string",
-                description: "A one-time ticket from `POST /api/auth/ticket`.",
-            },
-            Param {
-                name: "Last-Event-ID",
-                location: In::Header,
-                required: false,
-                ty: "string",
-                description: "`topic@seq` of the last event seen.",
-            },
-        ],
-        body: None,
-        status: 200,
-        answer: Answer::Raw("text/event-stream"),
-        errors: &[400],
-    },
-    Operation {
-        method: "POST",
-        pattern: "/api/auth/ticket",
-        path: None,
-        tag: "realtime",
-        summary: "A one-time ticket for SSE or WebSocket in browsers",
-        description: "Valid for 30 s, one use, with the caller's role.",
-        params: &[],
-        body: None,
-        status: 200,
-        answer: Answer::Data("Ticket"),
-        errors: &[],
-    },
-    Operation {
-        method: "GET",
-        pattern: "/api/hub/clients",
-        path: None,
-        tag: "realtime",
-        summary: "Connected real-time clients",
-        description: "With their topics, queue depth and drops.",
-        params: &[],
-        body: None,
-        status: 200,
-        answer: Answer::List("HubClient"),
-        errors: &[],
-    },
-    Operation {
-        method: "POST",
-        pattern: "/api/config/reload",
-        path: None,
-        tag: "services",
-        summary: "Apply a changed configuration file",
-        description: "Re-reads the file and applies it as a plan: services added (started if autostart), removed \
-                      (stopped), restarted only when command, cwd, env, host or port changed, updated in place \
-                      otherwise; every other service keeps running with the same pid. An invalid file changes \
-                      nothing (400 with `config check`'s message).",
-        params: &[],
-        body: None,
-        status: 200,
-        answer: Answer::Data("ReloadPlan"),
-        errors: &[400],
-    },
-    Operation {
-        method: "POST",
-        pattern: "/api/hub/clients/{id}/send",
-        path: None,
-        tag: "realtime",
-        summary: "Send a message to one client",
-        description: "The body is any JSON value.",
-        params: &[Param { name: "id", location: In::Path, required: true, ty: "string", description: "Client id." }],
-        body: Some("AnyJson"),
-        status: 200,
-        answer: Answer::Data("Sent"),
-        errors: &[400, 404],
-    },
-    Operation {
-        method: "GET",
-        pattern: "/ws",
-        path: None,
-        tag: "realtime",
-        summary: "WebSocket of events",
-        description: "Authenticate within 5 s with `{\"type\": \"auth\", \"token\": …}` (or a ticket), then \
-                      subscribe to topics. See docs/PROTOCOL.md.",
-        params: &[],
-        body: None,
-        status: 101,
-        answer: Answer::Upgrade,
-        errors: &[400],
-    },
-    Operation {
-        method: "GET",
-        pattern: "/metrics",
-        path: None,
-        tag: "health",
-        summary: "Prometheus metrics",
-        description: "Text format 0.0.4: requests and latency by route and status, upstream latency and errors, \
-                      service status and restarts, hub clients and drops.",
-        params: &[],
-        body: None,
-        status: 200,
-        answer: Answer::Raw("text/plain"),
-        errors: &[],
-    },
-    Operation {
-        method: "POST",
-        pattern: "/api/{resource}",
-        path: Some("/api/orders"),
-        tag: "forwarding",
-        summary: "Send an order (forwarded to the MT5 service)",
-        description: "The whole body is validated first: `symbol`, `side` buy|sell, `type` market|limit|stop, \
-                      `volume` > 0 and ≤ setting `risk.max_volume`, `price` required unless market, `sl`/`tp` \
-                      on the right side of the price. Unknown fields are 400.",
-        params: &[],
-        body: Some("OrderRequest"),
-        status: 200,
-        answer: Answer::AnyData,
-        errors: FORWARD_ERRORS,
-    },
-    Operation {
-        method: "POST",
-        pattern: "/api/{resource}",
-        path: Some("/api/strategies"),
-        tag: "forwarding",
-        summary: "Create a strategy (forwarded to the strategy service)",
-        description: "The whole body is validated first: `name` 1–64 characters, `symbol`, `timeframe`, \
-                      `parameters` an object. Unknown fields are 400.",
-        params: &[],
-        body: Some("StrategyRequest"),
-        status: 201,
-        answer: Answer::AnyData,
-        errors: FORWARD_ERRORS,
-    },
-    forwarded!("GET", "/api/{resource}", FORWARD_ROOT_PARAMS),
-    forwarded!("POST", "/api/{resource}", FORWARD_ROOT_PARAMS),
-    forwarded!("PUT", "/api/{resource}", FORWARD_ROOT_PARAMS),
-    forwarded!("PATCH", "/api/{resource}", FORWARD_ROOT_PARAMS),
-    forwarded!("DELETE", "/api/{resource}", FORWARD_ROOT_PARAMS),
-    forwarded!("GET", "/api/{resource}/{tail:.*}", FORWARD_PARAMS),
-    forwarded!("POST", "/api/{resource}/{tail:.*}", FORWARD_PARAMS),
-    forwarded!("PUT", "/api/{resource}/{tail:.*}", FORWARD_PARAMS),
-    forwarded!("PATCH", "/api/{resource}/{tail:.*}", FORWARD_PARAMS),
-    forwarded!("DELETE", "/api/{resource}/{tail:.*}", FORWARD_PARAMS),
-];
-
-/// Who may call an operation.
-pub fn role_of(op: &Operation) -> &'static str {
-    let method = Method::from_bytes(op.method.as_bytes()).unwrap_or(Method::GET);
-    match crate::auth::required_access(&method, Some(op.pattern)) {
-        Access::Public => "public",
-        Access::Read => "viewer",
-        Access::Write => "operator",
-        Access::Ingest => "service",
-    }
-}
-
 // Schema helpers.
 
 fn typed(ty: Type) -> ObjectBuilder {
@@ -636,9 +166,6 @@ fn string() -> RefOr<Schema> {
 }
 fn integer() -> RefOr<Schema> {
     typed(Type::Integer).into()
-}
-fn number() -> RefOr<Schema> {
-    typed(Type::Number).into()
 }
 fn boolean() -> RefOr<Schema> {
     typed(Type::Boolean).into()
@@ -676,32 +203,34 @@ fn map_of(values: RefOr<Schema>, description: &str) -> RefOr<Schema> {
         .into()
 }
 
+/// A reference to the component schema of `T`.
+fn ref_to<T: ToSchema>() -> RefOr<Schema> {
+    Ref::from_schema_name(T::name()).into()
+}
+
+/// A reference to the component schema of `T`, or null.
+fn nullable_ref<T: ToSchema>() -> RefOr<Schema> {
+    OneOfBuilder::new().item(typed(Type::Null)).item(ref_to::<T>()).into()
+}
+
+/// Adds the component schema of `T` and those it refers to.
+fn derived<T: ToSchema>(components: ComponentsBuilder) -> ComponentsBuilder {
+    let mut referenced = Vec::new();
+    T::schemas(&mut referenced);
+    components.schema_from::<T>().schemas_from_iter(referenced)
+}
+
+/// The component schemas: derived from the Rust types where this crate or `gateway-core` owns
+/// them (`ToSchema`), written here for the answers of the crates below, which stay free of
+/// utoipa (their enums are the derived ones).
 fn components() -> ComponentsBuilder {
-    let envelope = object(
-        &[
-            ("success", boolean(), true),
-            ("data", any(), true),
-            ("error", nullable(Type::String), true),
-            (
-                "code",
-                ObjectBuilder::new()
-                    .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-                    .enum_values(Some(gateway_core::ErrorCode::ALL.iter().map(|c| Some(c.as_str())).chain([None])))
-                    .into(),
-                true,
-            ),
-            ("request_id", string(), true),
-        ],
-        "Every /api answer: `data` on success (also for partial aggregates), `error` (the user-facing message, \
-         Hungarian by default, English with `Accept-Language: en`) and `code` on failure. The HTTP status is real.",
-    );
     let service_entry = object(
         &[
             ("name", string(), true),
             ("display_name", string(), true),
-            ("status", one_of(&["stopped", "starting", "online", "offline", "error"]), true),
-            ("sub_state", nullable(Type::String), true),
-            ("kind", one_of(&["managed", "external", "adopted"]), true),
+            ("status", ref_to::<ServiceStatus>(), true),
+            ("sub_state", nullable_ref::<SubState>(), true),
+            ("kind", ref_to::<ServiceKind>(), true),
             ("host", string(), true),
             ("port", integer(), true),
             ("pid", nullable(Type::Integer), true),
@@ -712,6 +241,22 @@ fn components() -> ComponentsBuilder {
             ("last_exit", any(), true),
             ("next_restart_at", nullable(Type::String), true),
             ("last_error", nullable(Type::String), true),
+            (
+                "contract",
+                OneOfBuilder::new()
+                    .item(typed(Type::Null))
+                    .item(object(
+                        &[
+                            ("status", one_of(&["pending", "loaded", "missing", "invalid"]), true),
+                            ("operations", integer(), true),
+                            ("loaded_at", nullable(Type::String), true),
+                            ("error", nullable(Type::String), true),
+                        ],
+                        "The service's own OpenAPI contract.",
+                    ))
+                    .into(),
+                true,
+            ),
         ],
         "A service and its live status.",
     );
@@ -723,8 +268,8 @@ fn components() -> ComponentsBuilder {
                 array(object(
                     &[
                         ("name", string(), true),
-                        ("status", string(), true),
-                        ("sub_state", nullable(Type::String), true),
+                        ("status", ref_to::<ServiceStatus>(), true),
+                        ("sub_state", nullable_ref::<SubState>(), true),
                     ],
                     "",
                 )),
@@ -754,14 +299,6 @@ fn components() -> ComponentsBuilder {
         ],
         "A setting with its default and version.",
     );
-    let source = object(
-        &[
-            ("status", one_of(&["ok", "timeout", "unresponsive", "unavailable", "error"]), true),
-            ("latency_ms", integer(), true),
-            ("error", string(), false),
-        ],
-        "How one source of the dashboard did.",
-    );
     let dashboard = object(
         &[
             ("account", nullable(Type::Object), true),
@@ -774,7 +311,7 @@ fn components() -> ComponentsBuilder {
                 object(
                     &[
                         ("complete", boolean(), true),
-                        ("sources", map_of(schema_ref("DashboardSource"), "By service."), true),
+                        ("sources", map_of(ref_to::<crate::aggregate::SourceStatus>(), "By service."), true),
                     ],
                     "",
                 ),
@@ -783,60 +320,25 @@ fn components() -> ComponentsBuilder {
         ],
         "The aggregate; failed parts are null, never omitted.",
     );
-    let order = object(
-        &[
-            ("symbol", string(), true),
-            ("side", one_of(&["buy", "sell"]), true),
-            ("type", one_of(&["market", "limit", "stop"]), true),
-            ("volume", number(), true),
-            ("price", number(), false),
-            ("sl", number(), false),
-            ("tp", number(), false),
-            ("deviation", integer(), false),
-            ("magic", integer(), false),
-            ("comment", string(), false),
-        ],
-        "An order request (MetaTrader 5 shape).",
-    );
-    let strategy = object(
-        &[
-            ("name", string(), true),
-            ("symbol", string(), true),
-            ("timeframe", string(), true),
-            ("parameters", typed(Type::Object).into(), true),
-        ],
-        "A new strategy.",
-    );
     let event = object(
         &[
-            ("type", one_of(&["tick", "strategy_signal", "position", "service_status", "system"]), true),
+            ("type", ref_to::<EventType>(), true),
             ("topic", string(), false),
             ("data", any(), true),
             ("timestamp", string(), false),
         ],
         "An event to publish.",
     );
-    ComponentsBuilder::new()
-        .schema("Envelope", envelope)
+    let mut components = ComponentsBuilder::new()
         .schema("ServiceEntry", service_entry)
         .schema("Health", health)
         .schema("LogLines", log_lines)
         .schema("SettingEntry", setting)
         .schema("SettingsMap", map_of(schema_ref("SettingEntry"), "Settings by key."))
-        .schema("SettingPut", object(&[("value", any(), true)], "The new value."))
         .schema("SettingsBatch", map_of(any(), "New values by key."))
-        .schema("DashboardSource", source)
         .schema("Dashboard", dashboard)
-        .schema("OrderRequest", order)
-        .schema("StrategyRequest", strategy)
         .schema("EventBatch", array(event))
-        .schema("Accepted", object(&[("accepted", integer(), true)], "How many events were published."))
-        .schema(
-            "Ticket",
-            object(&[("ticket", string(), true), ("expires_in_ms", integer(), true)], "A one-time ticket."),
-        )
         .schema("HubClient", typed(Type::Object).description(Some("A connected client.")))
-        .schema("Sent", object(&[("sent", boolean(), true)], "Delivered to the client's queue."))
         .schema("AnyJson", any())
         .schema(
             "ReloadPlan",
@@ -851,8 +353,21 @@ fn components() -> ComponentsBuilder {
                 ],
                 "What a reload did: services by name, and the changed fields only a restart applies.",
             ),
-        )
-        .security_scheme("bearer", SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).build()))
+        );
+    components = derived::<Envelope<serde_json::Value>>(components);
+    components = derived::<ErrorCode>(components);
+    components = derived::<ServiceStatus>(components);
+    components = derived::<SubState>(components);
+    components = derived::<ServiceKind>(components);
+    components = derived::<EventType>(components);
+    components = derived::<OrderRequest>(components);
+    components = derived::<StrategyRequest>(components);
+    components = derived::<crate::aggregate::SourceStatus>(components);
+    components = derived::<crate::routes::settings::SettingPut>(components);
+    components = derived::<crate::realtime::Accepted>(components);
+    components = derived::<crate::realtime::Ticket>(components);
+    components = derived::<crate::realtime::Sent>(components);
+    components.security_scheme("bearer", SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).build()))
 }
 
 fn envelope_with(data: RefOr<Schema>) -> RefOr<Schema> {
@@ -889,11 +404,16 @@ fn http_method(method: &str) -> HttpMethod {
 }
 
 fn operation(op: &Operation) -> utoipa::openapi::path::Operation {
-    let role = role_of(op);
-    let description =
-        if op.description.is_empty() { format!("Role: {role}.") } else { format!("Role: {role}. {}", op.description) };
-    let mut b = OperationBuilder::new().tag(op.tag).summary(Some(op.summary)).description(Some(description));
-    for p in op.params {
+    let role = role_name(op.access);
+    let doc = op.doc;
+    let description = if doc.description.is_empty() {
+        format!("Role: {role}.")
+    } else {
+        format!("Role: {role}. {}", doc.description)
+    };
+    let summary = doc.summary.replace("{method}", op.method);
+    let mut b = OperationBuilder::new().tag(doc.tag).summary(Some(summary)).description(Some(description));
+    for p in doc.params {
         let ty = match p.ty {
             "integer" => Type::Integer,
             "number" => Type::Number,
@@ -912,7 +432,7 @@ fn operation(op: &Operation) -> utoipa::openapi::path::Operation {
                 .schema(Some(typed(ty))),
         );
     }
-    if let Some(body) = op.body {
+    if let Some(body) = doc.body {
         b = b.request_body(Some(
             RequestBodyBuilder::new()
                 .required(Some(Required::True))
@@ -920,7 +440,7 @@ fn operation(op: &Operation) -> utoipa::openapi::path::Operation {
                 .build(),
         ));
     }
-    let ok = match op.answer {
+    let ok = match doc.answer {
         Answer::Data(name) => ResponseBuilder::new()
             .description("Success")
             .content("application/json", Content::new(Some(envelope_with(schema_ref(name))))),
@@ -935,8 +455,8 @@ fn operation(op: &Operation) -> utoipa::openapi::path::Operation {
         }
         Answer::Upgrade => ResponseBuilder::new().description("Switching to the WebSocket protocol"),
     };
-    b = b.response(op.status.to_string(), ok.build());
-    let mut errors: Vec<u16> = op.errors.to_vec();
+    b = b.response(doc.status.to_string(), ok.build());
+    let mut errors: Vec<u16> = doc.errors.to_vec();
     if role != "public" {
         errors.extend([401, 403]);
     }
@@ -963,9 +483,9 @@ pub fn document() -> OpenApi {
     let mut paths = PathsBuilder::new();
     let mut order: Vec<String> = Vec::new();
     let mut items: Vec<(String, PathItem)> = Vec::new();
-    for op in OPERATIONS {
-        let path = op.doc_path();
-        let built = operation(op);
+    for op in operations() {
+        let path = op.path.clone();
+        let built = operation(&op);
         match items.iter_mut().find(|(p, _)| *p == path) {
             Some((_, item)) => item.merge_operations(PathItem::new(http_method(op.method), built)),
             None => {
@@ -1013,14 +533,8 @@ fn document_value() -> &'static serde_json::Value {
     VALUE.get_or_init(|| serde_json::from_str(document_json()).unwrap_or_default())
 }
 
-/// Registers `GET /api/openapi.json` (before the forwarding catch-all; the page over it,
-/// `GET /api/docs`, is served with the dashboard's assets in `page`).
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/openapi.json", web::get().to(openapi_json));
-}
-
 /// The gateway's routes plus every online service's operations from its own contract.
-async fn openapi_json(state: web::Data<crate::state::AppState>) -> HttpResponse {
+pub(crate) async fn openapi_json(state: web::Data<crate::state::AppState>) -> HttpResponse {
     let merged = state.contracts.merged(document_value(), &state.registry);
     match serde_json::to_vec(&merged) {
         Ok(body) => HttpResponse::Ok().content_type("application/json").body(body),
@@ -1044,22 +558,29 @@ mod tests {
     }
 
     #[test]
-    fn every_access_table_entry_is_documented_with_its_role() {
+    fn every_operation_is_documented_with_the_role_the_middleware_enforces() {
         let doc: serde_json::Value = serde_json::from_str(document_json()).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{}", doc["openapi"]);
-        for (method, pattern, access) in crate::auth::access_table() {
-            let op = &doc["paths"][doc_path(pattern)][method.to_ascii_lowercase()];
-            assert!(op.is_object(), "{method} {pattern} is not in the OpenAPI document");
-            let role = match access {
-                Access::Public => "public",
-                Access::Read => "viewer",
-                Access::Write => "operator",
-                Access::Ingest => "service",
-            };
-            let description = op["description"].as_str().unwrap();
-            assert!(description.starts_with(&format!("Role: {role}.")), "{method} {pattern}: {description}");
-            assert_eq!(op["security"].is_array(), *access != Access::Public, "{method} {pattern}");
+        let ops = operations();
+        for op in &ops {
+            let documented = &doc["paths"][&op.path][op.method.to_ascii_lowercase()];
+            assert!(documented.is_object(), "{} {} is not in the OpenAPI document", op.method, op.path);
+            // The role in the document is the one the auth middleware decides by.
+            let enforced = crate::auth::required_access(
+                &actix_web::http::Method::from_bytes(op.method.as_bytes()).unwrap(),
+                Some(op.route.pattern),
+            );
+            assert_eq!(op.access, enforced, "{} {}", op.method, op.path);
+            let role = role_name(enforced);
+            let description = documented["description"].as_str().unwrap();
+            assert!(description.starts_with(&format!("Role: {role}.")), "{} {}: {description}", op.method, op.path);
+            assert_eq!(documented["security"].is_array(), enforced != Access::Public, "{} {}", op.method, op.path);
+            assert!(!documented["summary"].as_str().unwrap().contains('{'), "{} {}", op.method, op.path);
         }
+        // Nothing else: the document's operations are exactly the table's.
+        let count: usize = doc["paths"].as_object().unwrap().values().map(|item| item.as_object().unwrap().len()).sum();
+        assert_eq!(count, ops.len());
+        assert_eq!(doc["paths"]["/api/{resource}/{tail}"].as_object().unwrap().len(), 5, "forwarded methods");
     }
 
     #[test]
@@ -1081,11 +602,96 @@ mod tests {
                 }
             }
         }
-        assert!(count >= OPERATIONS.len() - 2, "{count} operations");
+        assert!(count >= ROUTES.len(), "{count} operations");
         let envelope = &doc["components"]["schemas"]["Envelope"];
         let mut required: Vec<&str> =
             envelope["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         required.sort_unstable();
         assert_eq!(required, ["code", "data", "error", "request_id", "success"]);
+    }
+
+    /// Checks `value` against the component schema `name` (with every component in scope), and
+    /// that each top-level field of an object value is declared (the schemas written here for
+    /// the crates below must not fall behind their types).
+    fn conforms(components: &serde_json::Value, name: &str, value: &serde_json::Value) {
+        let schema = serde_json::json!({"$ref": format!("#/components/schemas/{name}"), "components": components});
+        let validator = jsonschema::options().with_draft(jsonschema::Draft::Draft202012).build(&schema).unwrap();
+        let errors: Vec<String> =
+            validator.iter_errors(value).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{name} refuses {value}: {errors:?}");
+        if let (Some(fields), Some(declared)) =
+            (value.as_object(), components["schemas"][name]["properties"].as_object())
+        {
+            for field in fields.keys() {
+                assert!(declared.contains_key(field), "{name} does not declare `{field}` of {value}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_schemas_describe_what_the_handlers_send() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let components = &doc["components"];
+        let mut config = registry::ServiceConfig::with_defaults(gateway_core::ServiceName::parse("data").unwrap(), 1);
+        config.openapi_path = Some("/openapi.json".into());
+        let plain = registry::ServiceConfig::with_defaults(gateway_core::ServiceName::parse("mt5").unwrap(), 2);
+        let registry = registry::Registry::new(&[config, plain]);
+        for entry in registry.entries() {
+            conforms(components, "ServiceEntry", &serde_json::to_value(entry).unwrap());
+        }
+        conforms(components, "Health", &serde_json::to_value(registry.health()).unwrap());
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = settings::SettingsStore::open(&dir.path().join("setup.db")).unwrap();
+        let all = serde_json::to_value(store.list().unwrap()).unwrap();
+        conforms(components, "SettingsMap", &all);
+        conforms(components, "SettingEntry", &all["symbols"]);
+
+        let envelope = |data: serde_json::Value| serde_json::to_value(Envelope::ok(data, "r1")).unwrap();
+        conforms(components, "Envelope", &envelope(serde_json::json!([1, 2])));
+        for code in ErrorCode::ALL {
+            let failed =
+                serde_json::json!({"success": false, "data": null, "error": "x", "code": code, "request_id": "r"});
+            conforms(components, "Envelope", &failed);
+        }
+        let ticket = crate::realtime::Ticket { ticket: "t".into(), expires_in_ms: 30_000 };
+        conforms(components, "Ticket", &serde_json::to_value(ticket).unwrap());
+        conforms(components, "Accepted", &serde_json::to_value(crate::realtime::Accepted { accepted: 3 }).unwrap());
+        conforms(components, "Sent", &serde_json::to_value(crate::realtime::Sent { sent: true }).unwrap());
+        let source = crate::aggregate::SourceStatus { status: "timeout", latency_ms: 2000, error: Some("x".into()) };
+        conforms(components, "DashboardSource", &serde_json::to_value(source).unwrap());
+
+        // The request bodies the gateway validates itself: accepted and refused alike.
+        let order = serde_json::json!({"symbol": "EURUSD", "side": "buy", "type": "market", "volume": 0.1});
+        conforms(components, "OrderRequest", &order);
+        let strategy = serde_json::json!({"name": "s", "symbol": "EURUSD", "timeframe": "H1", "parameters": {}});
+        conforms(components, "StrategyRequest", &strategy);
+        let refuses = |name: &str, value: serde_json::Value| {
+            let schema = serde_json::json!({"$ref": format!("#/components/schemas/{name}"), "components": components});
+            let validator = jsonschema::options().with_draft(jsonschema::Draft::Draft202012).build(&schema).unwrap();
+            assert!(!validator.is_valid(&value), "{name} accepts {value}");
+        };
+        refuses("OrderRequest", serde_json::json!({"symbol": "EURUSD", "side": "up", "type": "market", "volume": 1}));
+        refuses(
+            "OrderRequest",
+            serde_json::json!({"symbol": "EURUSD", "side": "buy", "type": "market", "volume": 1, "x": 1}),
+        );
+        refuses("SettingPut", serde_json::json!({"value": 1, "extra": 2}));
+    }
+
+    #[test]
+    fn the_error_codes_are_the_enum() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let listed = &doc["components"]["schemas"]["ErrorCode"]["enum"];
+        let all: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(listed, &serde_json::json!(all));
+        assert_eq!(
+            doc["components"]["schemas"]["Envelope"]["properties"]["code"].to_string(),
+            serde_json::json!({"oneOf": [
+                {"$ref": "#/components/schemas/ErrorCode", "description": "The stable machine-readable code on failure."},
+                {"type": "null"}
+            ]})
+            .to_string()
+        );
     }
 }

@@ -13,7 +13,7 @@
 use std::sync::LazyLock;
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, guard, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use gateway_core::Problem;
 
 use crate::error::ApiError;
@@ -74,23 +74,15 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// Registers `GET /`, `GET /api/docs` and `GET /assets/{file}` (HEAD too).
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    let get_or_head = || guard::Any(guard::Get()).or(guard::Head());
-    cfg.route("/", web::route().guard(get_or_head()).to(index))
-        .route("/api/docs", web::route().guard(get_or_head()).to(docs))
-        .service(web::scope("/assets").route("/{file}", web::route().guard(get_or_head()).to(asset)));
-}
-
-async fn index(req: HttpRequest) -> HttpResponse {
+pub(crate) async fn index(req: HttpRequest) -> HttpResponse {
     serve(&req, &INDEX, ETAGS.first().map(String::as_str).unwrap_or_default())
 }
 
-async fn docs(req: HttpRequest) -> HttpResponse {
+pub(crate) async fn docs(req: HttpRequest) -> HttpResponse {
     serve(&req, &DOCS, &DOCS_ETAG)
 }
 
-async fn asset(req: HttpRequest, file: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn asset(req: HttpRequest, file: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let position = ASSETS.iter().position(|a| a.name == file.as_str()).ok_or(Problem::NotFound)?;
     let etag = ETAGS.get(position + 1).map(String::as_str).unwrap_or_default();
     Ok(serve(&req, &ASSETS[position], etag))
@@ -147,7 +139,7 @@ mod tests {
 
     #[actix_web::test]
     async fn page_and_assets_carry_security_and_cache_headers() {
-        let app = http::init_service(App::new().configure(configure)).await;
+        let app = http::init_service(App::new().configure(crate::routes::configure)).await;
         for (path, content_type) in [
             ("/", "text/html; charset=utf-8"),
             ("/api/docs", "text/html; charset=utf-8"),
@@ -186,7 +178,7 @@ mod tests {
 
     #[actix_web::test]
     async fn unknown_assets_and_other_methods_are_not_served() {
-        let app = http::init_service(App::new().configure(configure)).await;
+        let app = http::init_service(App::new().configure(crate::routes::configure)).await;
         for path in ["/assets/nope.js", "/assets/..%2Fsrc%2Flib.rs", "/assets/"] {
             let res = http::call_service(&app, http::TestRequest::get().uri(path).to_request()).await;
             assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path}");

@@ -10,8 +10,10 @@ mod tickets;
 mod ws;
 
 pub use ingest::{follow_services, start as start_ingest, system as system_event};
-pub use routes::configure;
+pub(crate) use routes::{Accepted, Sent, Ticket, clients, ingest, send, ticket};
+pub(crate) use sse::stream;
 pub use tickets::Tickets;
+pub(crate) use ws::websocket;
 
 use std::net::TcpListener;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use gateway_core::{Problem, Reason};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::auth::Principal;
@@ -10,32 +11,42 @@ use crate::context::RequestCtx;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-use super::{sse, ws};
-
-/// Registers the routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ws", web::get().to(ws::websocket))
-        .route("/api/events/stream", web::get().to(sse::stream))
-        .route("/api/events", web::post().to(ingest))
-        .route("/api/auth/ticket", web::post().to(ticket))
-        .service(
-            web::scope("/api/hub")
-                .route("/clients", web::get().to(clients))
-                .route("/clients/{id}/send", web::post().to(send)),
-        );
+/// A one-time ticket.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Ticket {
+    /// The ticket, for `?ticket=` or the WebSocket's first message.
+    pub(crate) ticket: String,
+    /// How long it stays valid.
+    pub(crate) expires_in_ms: u64,
 }
 
-async fn ticket(req: HttpRequest, state: web::Data<AppState>, ctx: RequestCtx) -> Result<HttpResponse, ApiError> {
+/// How many events were published.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Accepted {
+    /// Events published.
+    pub(crate) accepted: usize,
+}
+
+/// Delivered to the client's queue.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Sent {
+    /// Always true (a failure is an error answer).
+    pub(crate) sent: bool,
+}
+
+pub(crate) async fn ticket(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: RequestCtx,
+) -> Result<HttpResponse, ApiError> {
     let principal = req.extensions().get::<Principal>().cloned().ok_or(Problem::Unauthorized)?;
     let ticket = state.tickets.issue(principal);
-    Ok(ctx.ok(serde_json::json!({
-        "ticket": ticket,
-        "expires_in_ms": u64::try_from(state.tickets.ttl().as_millis()).unwrap_or(u64::MAX),
-    })))
+    let expires_in_ms = u64::try_from(state.tickets.ttl().as_millis()).unwrap_or(u64::MAX);
+    Ok(ctx.ok(Ticket { ticket, expires_in_ms }))
 }
 
 /// `POST /api/events`: a JSON array of `{type, topic?, data, timestamp?}`, all or nothing.
-async fn ingest(
+pub(crate) async fn ingest(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -47,14 +58,14 @@ async fn ingest(
         return Err(Problem::invalid("body", Reason::TooShort { min: 1 }).into());
     }
     let accepted = state.hub.publish_raw_batch(items)?;
-    Ok(ctx.ok(serde_json::json!({ "accepted": accepted })))
+    Ok(ctx.ok(Accepted { accepted }))
 }
 
-async fn clients(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {
+pub(crate) async fn clients(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {
     ctx.ok(state.hub.clients().await)
 }
 
-async fn send(
+pub(crate) async fn send(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -64,5 +75,5 @@ async fn send(
     let bytes = body::read_limited(&req, payload, state.config.gateway.max_body_bytes).await?;
     let data: Value = body::decode(&bytes)?;
     state.hub.send_to(&id, data).await?;
-    Ok(ctx.ok(serde_json::json!({ "sent": true })))
+    Ok(ctx.ok(Sent { sent: true }))
 }

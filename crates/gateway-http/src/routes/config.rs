@@ -7,12 +7,7 @@ use crate::context::RequestCtx;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Registers the route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/config/reload", web::post().to(reload));
-}
-
-async fn reload(state: web::Data<AppState>, ctx: RequestCtx) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn reload(state: web::Data<AppState>, ctx: RequestCtx) -> Result<HttpResponse, ApiError> {
     let plan = state.reloader.reload(&state).await?;
     Ok(ctx.ok(plan))
 }

@@ -5,11 +5,6 @@ use actix_web::{HttpResponse, web};
 use crate::context::RequestCtx;
 use crate::state::AppState;
 
-/// Registers the route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/health", web::get().to(health));
-}
-
-async fn health(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {
+pub(crate) async fn health(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {
     ctx.ok(state.registry.health())
 }

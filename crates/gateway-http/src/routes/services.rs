@@ -8,29 +8,20 @@ use crate::context::RequestCtx;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Registers the routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    // A scope with a static prefix: requests for other paths skip its patterns without running
-    // their regular expressions (see `super::configure`).
-    cfg.service(
-        web::scope("/api/services")
-            .route("", web::get().to(list))
-            .route("/{name}", web::get().to(one))
-            .route("/{name}/logs", web::get().to(logs))
-            .route("/{name}/{action}", web::post().to(action)),
-    );
-}
-
-async fn list(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {
+pub(crate) async fn list(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {
     ctx.ok(state.registry.entries())
 }
 
-async fn one(state: web::Data<AppState>, ctx: RequestCtx, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn one(
+    state: web::Data<AppState>,
+    ctx: RequestCtx,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let entry = state.registry.entry(&name).ok_or(Problem::NotFound)?;
     Ok(ctx.ok(entry))
 }
 
-async fn action(
+pub(crate) async fn action(
     state: web::Data<AppState>,
     ctx: RequestCtx,
     path: web::Path<(String, String)>,
@@ -49,14 +40,14 @@ async fn action(
 }
 
 #[derive(Deserialize)]
-struct LogsQuery {
+pub(crate) struct LogsQuery {
     tail: Option<String>,
 }
 
 /// Most lines one request may ask for (the whole ring).
 const MAX_TAIL: usize = 10_000;
 
-async fn logs(
+pub(crate) async fn logs(
     state: web::Data<AppState>,
     ctx: RequestCtx,
     name: web::Path<String>,

@@ -13,20 +13,6 @@ use crate::context::RequestCtx;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Registers the routes.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    // One route per method (not one resource with several), so that another method falls
-    // through to the 404 envelope rather than a bare 405.
-    cfg.service(
-        web::scope("/api/settings")
-            .route("", web::get().to(list))
-            .route("", web::put().to(put_batch))
-            .route("/{key}", web::get().to(get))
-            .route("/{key}", web::put().to(put))
-            .route("/{key}", web::delete().to(reset)),
-    );
-}
-
 /// `If-Match: 3` or `If-Match: "3"`; `*` or absent means unconditional.
 fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
     let Some(value) = req.headers().get(header::IF_MATCH) else { return Ok(None) };
@@ -47,25 +33,31 @@ fn with_etag(ctx: &RequestCtx, entry: &SettingEntry) -> HttpResponse {
     res
 }
 
-async fn list(state: web::Data<AppState>, ctx: RequestCtx) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn list(state: web::Data<AppState>, ctx: RequestCtx) -> Result<HttpResponse, ApiError> {
     let store = state.settings.clone();
     let all = web::block(move || store.list()).await??;
     Ok(ctx.ok(all))
 }
 
-async fn get(state: web::Data<AppState>, ctx: RequestCtx, key: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn get(
+    state: web::Data<AppState>,
+    ctx: RequestCtx,
+    key: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let store = state.settings.clone();
     let entry = web::block(move || store.get(&key)).await??;
     Ok(with_etag(&ctx, &entry))
 }
 
-#[derive(Deserialize)]
+/// The new value.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PutBody {
+pub(crate) struct SettingPut {
+    /// Checked against the setting's catalogue entry.
     value: serde_json::Value,
 }
 
-async fn put(
+pub(crate) async fn put(
     state: web::Data<AppState>,
     ctx: RequestCtx,
     req: HttpRequest,
@@ -74,7 +66,7 @@ async fn put(
 ) -> Result<HttpResponse, ApiError> {
     let expected = if_match(&req)?;
     let bytes = body::read_limited(&req, payload, state.config.gateway.max_body_bytes).await?;
-    let PutBody { value } = body::decode(&bytes)?;
+    let SettingPut { value } = body::decode(&bytes)?;
     let store = state.settings.clone();
     let key = key.into_inner();
     let entry = web::block(move || store.put(&key, value, expected)).await??;
@@ -82,7 +74,7 @@ async fn put(
     Ok(with_etag(&ctx, &entry))
 }
 
-async fn put_batch(
+pub(crate) async fn put_batch(
     state: web::Data<AppState>,
     ctx: RequestCtx,
     req: HttpRequest,
@@ -96,7 +88,7 @@ async fn put_batch(
     Ok(ctx.ok(entries))
 }
 
-async fn reset(
+pub(crate) async fn reset(
     state: web::Data<AppState>,
     ctx: RequestCtx,
     req: HttpRequest,
