@@ -108,7 +108,17 @@ fn events_url(registry: &Registry, name: &str) -> Option<String> {
 /// are read again before every connection, so a reload that changes them takes effect).
 async fn follow(name: String, registry: Registry, hub: HubHandle, reconnect_max: Duration) {
     let mut changes = registry.subscribe();
-    let mut delay = Duration::from_millis(100);
+    // 100 ms, 200 ms, 400 ms … up to `gateway.timers.ingest_reconnect_max_ms`, ±10 % so that
+    // many gateways do not reconnect in step; the sequence starts over after a connection.
+    let backoff = supervisor::BackoffPolicy::from_config(&registry::BackoffConfig {
+        first: Duration::from_millis(100).min(reconnect_max),
+        initial: Duration::from_millis(200).min(reconnect_max),
+        multiplier: 2.0,
+        max: reconnect_max,
+        jitter: 0.1,
+        reset_after: Duration::ZERO,
+    });
+    let mut attempt = 0u32;
     loop {
         // Wait until the service is online.
         while !online(&registry, &name) {
@@ -125,7 +135,7 @@ async fn follow(name: String, registry: Registry, hub: HubHandle, reconnect_max:
         match client.ws(url.as_str()).max_frame_size(MAX_EVENT_FRAME).connect().await {
             Ok((_res, mut framed)) => {
                 log::info!("following events of {name} at {url}");
-                delay = Duration::from_millis(100);
+                attempt = 0;
                 let mut invalid = 0u64;
                 while let Some(frame) = framed.next().await {
                     match frame {
@@ -155,7 +165,7 @@ async fn follow(name: String, registry: Registry, hub: HubHandle, reconnect_max:
             Err(e) => log::debug!("cannot connect to the events of {name} ({url}): {e}"),
         }
         // Reconnect with backoff while the service stays online.
-        actix_rt::time::sleep(delay).await;
-        delay = (delay * 2).min(reconnect_max);
+        actix_rt::time::sleep(backoff.delay(attempt)).await;
+        attempt = attempt.saturating_add(1);
     }
 }
