@@ -46,15 +46,17 @@ fn request_counts(lines: &[String]) -> BTreeMap<String, usize> {
 
 /// Sends a request the contract accepts and waits until the service logged it; every request
 /// sent before it is then in the log (one worker, one writer, in order).
-async fn counts_after(api: &Api, service: &str, valid: &str, key: &str) -> BTreeMap<String, usize> {
+async fn counts_after(api: &Api, service: &str, valid: &str, key: &str, times: usize) -> BTreeMap<String, usize> {
     let r = api.get(valid).await;
     assert_eq!(r.status, 200, "{valid} reaches {service}: {:?}", r.body);
     let key = key.to_owned();
-    eventually(&format!("{service} to log {key}"), ONLINE, || {
+    // The service logs a request after answering it: wait for this one's line (the `times`-th
+    // of its kind); the log is in order, so every earlier request is in it too.
+    eventually(&format!("{service} to log {key} {times} times"), ONLINE, || {
         let key = key.clone();
         async move {
             let counts = request_counts(&api.service_log(service).await);
-            counts.contains_key(&key).then_some(counts)
+            (counts.get(&key).copied().unwrap_or(0) >= times).then_some(counts)
         }
     })
     .await
@@ -164,7 +166,7 @@ async fn requests_the_simulators_contracts_refuse_never_reach_them() {
         ("pattern", "/api/patterns/latest?limit=1", "GET /patterns/latest"),
     ];
     for (service, valid, key) in flushes {
-        let counts = counts_after(&api, service, valid, key).await;
+        let counts = counts_after(&api, service, valid, key, 1).await;
         assert_eq!(counts.get(key), Some(&1), "{service}: {counts:?}");
         for (method, target, ..) in table {
             let path = target.strip_prefix("/api").unwrap().split('?').next().unwrap();
@@ -279,7 +281,7 @@ async fn a_contract_that_is_not_json_still_forwards_with_the_domain_rules() {
     r.assert_error(404, "not_found");
     // The domain rules still apply.
     api.get("/api/ohlc?symbol=EURUSD&timeframe=H5").await.assert_error(400, "validation_failed");
-    let counts = counts_after(&api, "data", "/api/ohlc?symbol=EURUSD&timeframe=H1&count=1", "GET /ohlc").await;
+    let counts = counts_after(&api, "data", "/api/ohlc?symbol=EURUSD&timeframe=H1&count=1", "GET /ohlc", 2).await;
     assert_eq!(counts.get("GET /ohlc"), Some(&2), "{counts:?}");
     assert_eq!(counts.get("GET /ticks/nope"), Some(&1), "{counts:?}");
     // No operation of it is merged.
@@ -408,7 +410,7 @@ async fn a_contract_generated_by_fastapi_is_loaded_and_enforced() {
     }
     let order = json!({"symbol": "EURUSD", "side": "buy", "type": "market", "volume": 0.1, "price": null});
     api.json("POST", "/api/orders", &order).await.data();
-    let counts = counts_after(&api, "mt5", "/api/account", "GET /account").await;
+    let counts = counts_after(&api, "mt5", "/api/account", "GET /account", 1).await;
     assert_eq!(counts.get("POST /orders"), Some(&1), "only the valid order arrived: {counts:?}");
     assert_eq!(counts.get("GET /orders"), None, "{counts:?}");
     assert_eq!(counts.get("DELETE /positions/abc"), None, "{counts:?}");

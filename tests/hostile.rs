@@ -920,14 +920,12 @@ async fn tokens_are_stored_only_as_hashes_and_compared_in_constant_time() {
     assert!(verify.contains("WHERE token_hash = ?1"), "tokens are looked up by hash");
     assert!(verify.contains(".ct_eq("), "the stored hash is compared in constant time");
     assert!(!verify.contains("== hash") && !verify.contains("hash =="), "no short-circuit comparison of hashes");
-    // The gateway's cache of verified tokens is keyed by the same hash, never by the token.
-    let auth =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../crates/gateway-http/src/auth.rs")).unwrap();
-    if auth.contains("struct TokenCache") {
-        for f in ["pub fn get(", "pub fn insert("] {
-            let body = auth.split(f).nth(1).and_then(|b| b.split("\n    }").next()).unwrap_or("");
-            assert!(body.contains("token_hash(token)"), "TokenCache::{f}…) keys by the token's hash");
-        }
+    // The verifier's memory of accepted tokens is keyed by the same hash, never by the token.
+    let verifier =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../crates/settings/src/verifier.rs")).unwrap();
+    for f in ["pub fn cached(", "pub fn verify("] {
+        let body = verifier.split(f).nth(1).and_then(|b| b.split("\n    }").next()).unwrap_or("");
+        assert!(body.contains("token_hash(token)"), "TokenVerifier::{f}…) keys by the token's hash");
     }
 }
 

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use gateway_core::{FieldError, JsonType, Problem, Reason};
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::edge::error::ApiError;
 
 /// Reads the whole body, refusing more than `limit` bytes (413), also when the declared
 /// `Content-Length` already says so.

@@ -5,35 +5,27 @@
 //! Only this crate knows actix-web and HTTP status codes. Handlers are thin: extract, call one
 //! library function, map to the envelope.
 
-mod aggregate;
-mod auth;
 mod body;
 pub mod config;
-mod context;
 pub mod contract;
-mod cors;
-mod error;
-mod forward;
+mod edge;
 mod metrics;
 pub mod openapi;
 mod os;
+mod outbound;
 mod page;
-mod propagation;
 mod realtime;
 mod reload;
 pub mod routes;
-mod screen;
 mod startup;
 mod state;
 mod tls;
-mod upstream;
-mod wsguard;
 
-pub use auth::{Principal, access_table, required_access};
 pub use config::{Config, ConfigError};
-pub use context::RequestCtx;
-pub use cors::CorsPolicy;
-pub use error::ApiError;
+pub use edge::auth::{Principal, access_table, required_access};
+pub use edge::context::RequestCtx;
+pub use edge::cors::CorsPolicy;
+pub use edge::error::ApiError;
 pub use reload::ConfigSource;
 pub use startup::{Application, StartupError};
 pub use state::AppState;

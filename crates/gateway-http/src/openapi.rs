@@ -311,7 +311,7 @@ fn components() -> ComponentsBuilder {
                 object(
                     &[
                         ("complete", boolean(), true),
-                        ("sources", map_of(ref_to::<crate::aggregate::SourceStatus>(), "By service."), true),
+                        ("sources", map_of(ref_to::<crate::outbound::aggregate::SourceStatus>(), "By service."), true),
                     ],
                     "",
                 ),
@@ -362,7 +362,7 @@ fn components() -> ComponentsBuilder {
     components = derived::<EventType>(components);
     components = derived::<OrderRequest>(components);
     components = derived::<StrategyRequest>(components);
-    components = derived::<crate::aggregate::SourceStatus>(components);
+    components = derived::<crate::outbound::aggregate::SourceStatus>(components);
     components = derived::<crate::routes::settings::SettingPut>(components);
     components = derived::<crate::realtime::Accepted>(components);
     components = derived::<crate::realtime::Ticket>(components);
@@ -566,7 +566,7 @@ mod tests {
             let documented = &doc["paths"][&op.path][op.method.to_ascii_lowercase()];
             assert!(documented.is_object(), "{} {} is not in the OpenAPI document", op.method, op.path);
             // The role in the document is the one the auth middleware decides by.
-            let enforced = crate::auth::required_access(
+            let enforced = crate::edge::auth::required_access(
                 &actix_web::http::Method::from_bytes(op.method.as_bytes()).unwrap(),
                 Some(op.route.pattern),
             );
@@ -658,7 +658,8 @@ mod tests {
         conforms(components, "Ticket", &serde_json::to_value(ticket).unwrap());
         conforms(components, "Accepted", &serde_json::to_value(crate::realtime::Accepted { accepted: 3 }).unwrap());
         conforms(components, "Sent", &serde_json::to_value(crate::realtime::Sent { sent: true }).unwrap());
-        let source = crate::aggregate::SourceStatus { status: "timeout", latency_ms: 2000, error: Some("x".into()) };
+        let source =
+            crate::outbound::aggregate::SourceStatus { status: "timeout", latency_ms: 2000, error: Some("x".into()) };
         conforms(components, "DashboardSource", &serde_json::to_value(source).unwrap());
 
         // The request bodies the gateway validates itself: accepted and refused alike.

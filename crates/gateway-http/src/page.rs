@@ -16,7 +16,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use gateway_core::Problem;
 
-use crate::error::ApiError;
+use crate::edge::error::ApiError;
 
 /// `Content-Security-Policy` of every dashboard response: same origin only, no inline code.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
@@ -252,8 +252,8 @@ mod tests {
     #[test]
     fn the_page_and_its_assets_are_public() {
         for pattern in ["/", "/assets/{file}", "/api/docs"] {
-            assert_eq!(crate::auth::required_access(&Method::GET, Some(pattern)), Access::Public, "{pattern}");
-            assert_eq!(crate::auth::required_access(&Method::HEAD, Some(pattern)), Access::Public, "{pattern}");
+            assert_eq!(crate::edge::auth::required_access(&Method::GET, Some(pattern)), Access::Public, "{pattern}");
+            assert_eq!(crate::edge::auth::required_access(&Method::HEAD, Some(pattern)), Access::Public, "{pattern}");
         }
     }
 }

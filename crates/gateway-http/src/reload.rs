@@ -12,7 +12,7 @@ use registry::ReloadPlan;
 use serde_json::json;
 
 use crate::config::{Config, ConfigError};
-use crate::error::ApiError;
+use crate::edge::error::ApiError;
 use crate::state::AppState;
 
 /// Where a reload reads the configuration: the file (or the built-in platform) with the same
@@ -76,13 +76,13 @@ impl Reloader {
         );
         state.supervisor.reload(new.services.clone(), new.health.clone(), plan.clone()).await;
         let reconnect_max = state.config.gateway.timers.ingest_reconnect_max;
-        crate::realtime::follow_services(&state.registry, &state.hub, &plan.added, reconnect_max);
+        crate::outbound::ingest::follow_services(&state.registry, &state.hub, &plan.added, reconnect_max);
         current.services = new.services;
         current.health = new.health;
         if current.gateway.tls.is_some() && new.gateway.tls.is_some() {
             current.gateway.tls = new.gateway.tls;
         }
-        crate::realtime::system_event(&state.hub, json!({"kind": "config_reloaded", "plan": plan}));
+        crate::outbound::ingest::system(&state.hub, json!({"kind": "config_reloaded", "plan": plan}));
         Ok(plan)
     }
 }

@@ -84,15 +84,16 @@ impl Application {
             registry.clone(),
         )?;
         let limits = crate::state::CachedLimits::load(&settings)?;
-        let propagation = crate::propagation::start(registry.clone(), settings.clone());
+        let propagation = crate::outbound::propagation::start(registry.clone(), settings.clone());
         let hub = hub::Hub::start(config.hub.clone());
         let timers = config.gateway.timers.clone();
-        crate::realtime::start_ingest(registry.clone(), hub.clone(), timers.ingest_reconnect_max);
+        crate::outbound::ingest::start(registry.clone(), hub.clone(), timers.ingest_reconnect_max);
         let contracts = crate::contract::Contracts::default();
         crate::contract::start(registry.clone(), contracts.clone());
         let tickets = crate::realtime::Tickets::new(timers.ticket_ttl);
-        crate::upstream::set_connect_timeout(timers.upstream_connect);
-        let authenticator = crate::realtime::authenticator(settings.clone(), tickets.clone());
+        crate::outbound::upstream::set_connect_timeout(timers.upstream_connect);
+        let tokens = Arc::new(settings::TokenVerifier::new(settings.clone(), timers.token_cache)?);
+        let authenticator = crate::realtime::authenticator(tokens.clone(), tickets.clone());
         let metrics = Arc::new(crate::metrics::Metrics::new(config.services.iter().map(|s| s.name.as_str())));
         let tls = config.gateway.tls.as_ref().map(crate::tls::Certificates::load).transpose()?.map(Arc::new);
         let config_copy = config.clone();
@@ -107,7 +108,7 @@ impl Application {
             tickets,
             authenticator,
             metrics,
-            tokens: Arc::new(crate::auth::TokenCache::with_max_age(&data_dir.join("setup.db"), timers.token_cache)),
+            tokens,
             suspects: Arc::default(),
             contracts,
             tls,
@@ -125,16 +126,16 @@ impl Application {
         let port =
             listener.local_addr().map_err(|source| StartupError::Bind { addr: bind.to_string(), source })?.port();
         let data = web::Data::new(state.clone());
-        let cors = web::Data::new(crate::cors::CorsPolicy::new(&state.config.gateway.cors_allowed_origins));
+        let cors = web::Data::new(crate::edge::cors::CorsPolicy::new(&state.config.gateway.cors_allowed_origins));
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
                 .app_data(cors.clone())
                 .configure(crate::routes::configure)
-                .wrap(middleware::from_fn(crate::auth::authenticate))
+                .wrap(middleware::from_fn(crate::edge::auth::authenticate))
                 .wrap(cors.layer())
-                .wrap(middleware::from_fn(crate::screen::screen))
-                .wrap(middleware::from_fn(crate::context::request_context))
+                .wrap(middleware::from_fn(crate::edge::screen::screen))
+                .wrap(middleware::from_fn(crate::edge::context::request_context))
         });
         let server = match &state.tls {
             Some(certs) => server.listen_rustls_0_23(listener, certs.server_config()?),

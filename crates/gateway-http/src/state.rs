@@ -29,7 +29,7 @@ pub struct AppState {
     /// (the API is the only writer of settings).
     pub limits: Arc<RwLock<Arc<CachedLimits>>>,
     /// Pushes committed settings changes to the services that depend on them.
-    pub propagation: crate::propagation::Propagation,
+    pub propagation: crate::outbound::propagation::Propagation,
     /// Real-time fan-out.
     pub hub: hub::HubHandle,
     /// One-time tickets for browsers.
@@ -38,10 +38,10 @@ pub struct AppState {
     pub authenticator: hub::Authenticator,
     /// Request and upstream metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// Verified bearer tokens (checked against the store's files on every use).
-    pub tokens: Arc<crate::auth::TokenCache>,
+    /// Bearer tokens, verified against the store and trusted until it changes (HTTP, `/ws`, SSE).
+    pub tokens: Arc<settings::TokenVerifier>,
     /// Dashboard sources suspected of hanging (not waited on until they answer again).
-    pub suspects: Arc<crate::aggregate::Suspects>,
+    pub suspects: Arc<crate::outbound::aggregate::Suspects>,
     /// The services' own OpenAPI contracts, checked before forwarding.
     pub contracts: crate::contract::Contracts,
     /// The HTTPS certificate, when `[gateway.tls]` is set (re-read on reload).

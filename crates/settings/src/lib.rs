@@ -11,6 +11,7 @@ mod os;
 mod schema;
 mod store;
 mod tokens;
+mod verifier;
 
 pub use error::SettingsError;
 pub use schema::SCHEMA_VERSION;
@@ -18,3 +19,4 @@ pub use store::{SettingEntry, SettingsStore};
 pub use tokens::{
     ADMIN_TOKEN_FILE, ADMIN_TOKEN_NAME, MAX_TOKEN_NAME_LEN, TOKEN_PREFIX, TokenInfo, token_hash, validate_token_name,
 };
+pub use verifier::TokenVerifier;

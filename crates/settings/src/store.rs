@@ -122,6 +122,14 @@ impl SettingsStore {
         &self.path
     }
 
+    /// A connection of its own, outside the pool, that never writes: [`crate::TokenVerifier`]
+    /// watches `PRAGMA data_version` on it.
+    pub(crate) fn watcher(&self) -> Result<Connection, SettingsError> {
+        let mut conn = Connection::open_with_flags(&self.path, open_flags())?;
+        configure(&mut conn)?;
+        Ok(conn)
+    }
+
     pub(crate) fn conn(&self) -> Result<PooledConnection<SqliteConnectionManager>, SettingsError> {
         Ok(self.pool.get()?)
     }

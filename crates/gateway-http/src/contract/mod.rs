@@ -22,7 +22,7 @@ use tokio::sync::{broadcast, mpsc};
 
 pub use compiled::{Contract, ContractError, Verdict};
 
-use crate::upstream::{self, Call};
+use crate::outbound::upstream::{self, Call};
 
 /// The longest a contract fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,15 +1,13 @@
 //! Real-time adapters (SPEC §6): the `/ws` WebSocket and the SSE stream on top of the
-//! transport-agnostic hub, one-time tickets for browsers, hub introspection, event ingest
-//! (`POST /api/events` and the services' own `/events` sockets), and the gateway's own
-//! `service_status` / `system` events.
+//! transport-agnostic hub, one-time tickets for browsers, hub introspection and
+//! `POST /api/events` (the services' own `/events` sockets are followed by
+//! `outbound::ingest`).
 
-mod ingest;
 mod routes;
 mod sse;
 mod tickets;
 mod ws;
 
-pub use ingest::{follow_services, start as start_ingest, system as system_event};
 pub(crate) use routes::{Accepted, Sent, Ticket, clients, ingest, send, ticket};
 pub(crate) use sse::stream;
 pub use tickets::Tickets;
@@ -19,7 +17,9 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use hub::{Authenticator, Credential, Principal};
-use settings::SettingsStore;
+use std::sync::Arc;
+
+use settings::TokenVerifier;
 
 /// Makes the kernel drop a connection whose peer has acknowledged nothing we sent for `after`
 /// (`TCP_USER_TIMEOUT`, inherited by every accepted socket). This is what finally frees a client
@@ -30,17 +30,20 @@ pub fn drop_unresponsive_peers(listener: &TcpListener, after: Duration) {
     crate::os::drop_unresponsive_peers(listener, after);
 }
 
-/// The hub authenticator: tokens are checked against the store (on the blocking pool),
-/// tickets are taken from the ticket book (one use each).
-pub fn authenticator(store: SettingsStore, tickets: Tickets) -> Authenticator {
+/// The hub authenticator: tokens are checked by the verifier (from memory while the store is
+/// unchanged, else on the blocking pool), tickets are taken from the ticket book (one use each).
+pub fn authenticator(tokens: Arc<TokenVerifier>, tickets: Tickets) -> Authenticator {
     Authenticator::new_async(move |credential: Credential| {
-        let store = store.clone();
+        let tokens = tokens.clone();
         let tickets = tickets.clone();
         async move {
             match credential {
                 Credential::Ticket(t) => tickets.redeem(&t),
                 Credential::Token(t) => {
-                    let verified = tokio::task::spawn_blocking(move || store.verify_token(&t)).await;
+                    if let Some(info) = tokens.cached(&t) {
+                        return Some(Principal { name: info.name, role: info.role });
+                    }
+                    let verified = tokio::task::spawn_blocking(move || tokens.verify(&t)).await;
                     match verified {
                         Ok(Ok(Some(info))) => Some(Principal { name: info.name, role: info.role }),
                         Ok(Ok(None)) => None,

@@ -5,10 +5,10 @@ use gateway_core::{Problem, Reason};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::auth::Principal;
 use crate::body;
-use crate::context::RequestCtx;
-use crate::error::ApiError;
+use crate::edge::auth::Principal;
+use crate::edge::context::RequestCtx;
+use crate::edge::error::ApiError;
 use crate::state::AppState;
 
 /// A one-time ticket.

@@ -13,8 +13,8 @@ use gateway_core::{Problem, Reason, Topic, TopicPattern};
 use hub::{ClientInfo, Frame, Outbound, SubscribeRequest, Transport};
 use serde::Deserialize;
 
-use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::edge::auth::Principal;
+use crate::edge::error::ApiError;
 use crate::state::AppState;
 
 /// The browser's reconnection delay we ask for (`retry:`).

@@ -21,8 +21,8 @@ use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReaso
 use bytes::{Bytes, BytesMut};
 use hub::{Action, Connection, close_code};
 
-use crate::context::RequestCtx;
-use crate::error::ApiError;
+use crate::edge::context::RequestCtx;
+use crate::edge::error::ApiError;
 use crate::state::AppState;
 
 /// `GET /ws`: the handshake, and the response whose body is the connection.
@@ -179,7 +179,7 @@ fn broken_frame(e: &ProtocolError, peer: &str) -> Ending {
         ProtocolError::Io(io) if io.kind() == io::ErrorKind::InvalidData => {
             (close_code::PROTOCOL_ERROR, "protocol error")
         }
-        // The frame guard (`crate::wsguard`) stops a frame that announces more than it allows.
+        // The frame guard (`crate::edge::wsguard`) stops a frame that announces more than it allows.
         ProtocolError::Io(io)
             if io
                 .get_ref()

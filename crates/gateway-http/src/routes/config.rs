@@ -3,8 +3,8 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::context::RequestCtx;
-use crate::error::ApiError;
+use crate::edge::context::RequestCtx;
+use crate::edge::error::ApiError;
 use crate::state::AppState;
 
 pub(crate) async fn reload(state: web::Data<AppState>, ctx: RequestCtx) -> Result<HttpResponse, ApiError> {

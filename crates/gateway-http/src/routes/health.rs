@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::context::RequestCtx;
+use crate::edge::context::RequestCtx;
 use crate::state::AppState;
 
 pub(crate) async fn health(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {

@@ -1,11 +1,11 @@
 //! The gateway's routes: one table ([`ROUTES`]) that declares each route once — methods, router
 //! pattern, access, documentation and handler — and the registration derived from it. The auth
-//! middleware ([`crate::auth`]) and the OpenAPI document ([`crate::openapi`]) read the same table.
+//! middleware ([`crate::edge::auth`]) and the OpenAPI document ([`crate::openapi`]) read the same table.
 
 use actix_web::{guard, web};
 use gateway_core::{Access, Problem, Reason};
 
-use crate::error::ApiError;
+use crate::edge::error::ApiError;
 use crate::openapi::Doc;
 
 pub mod config;

@@ -4,8 +4,8 @@ use actix_web::{HttpResponse, web};
 use gateway_core::{Problem, Reason};
 use serde::Deserialize;
 
-use crate::context::RequestCtx;
-use crate::error::ApiError;
+use crate::edge::context::RequestCtx;
+use crate::edge::error::ApiError;
 use crate::state::AppState;
 
 pub(crate) async fn list(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {

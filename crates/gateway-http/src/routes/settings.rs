@@ -9,8 +9,8 @@ use serde::Deserialize;
 use settings::SettingEntry;
 
 use crate::body;
-use crate::context::RequestCtx;
-use crate::error::ApiError;
+use crate::edge::context::RequestCtx;
+use crate::edge::error::ApiError;
 use crate::state::AppState;
 
 /// `If-Match: 3` or `If-Match: "3"`; `*` or absent means unconditional.
@@ -109,7 +109,7 @@ async fn changed(state: &web::Data<AppState>, changes: BTreeMap<String, serde_js
     if let Err(e) = web::block(move || refresh.refresh_limits()).await {
         log::error!("cannot refresh validation limits: {e}");
     }
-    crate::realtime::system_event(
+    crate::outbound::ingest::system(
         &state.hub,
         serde_json::json!({ "kind": "settings_changed", "keys": changes.keys().collect::<Vec<_>>() }),
     );

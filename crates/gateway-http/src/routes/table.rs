@@ -312,7 +312,7 @@ pub const ROUTES: &[Route] = &[
             )
         },
         concrete: &[],
-        handler: |r| r.to(crate::aggregate::dashboard),
+        handler: |r| r.to(crate::outbound::aggregate::dashboard),
     },
     Route {
         methods: Methods::Get,
@@ -521,7 +521,7 @@ pub const ROUTES: &[Route] = &[
         access: RouteAccess::ByMethod,
         doc: forwarded(&[RESOURCE, TAIL, SYMBOL, TIMEFRAME, COUNT, FROM, TO]),
         concrete: &[],
-        handler: |r| r.to(crate::forward::forward),
+        handler: |r| r.to(crate::outbound::forward::forward),
     },
     Route {
         methods: Methods::Any,
@@ -561,6 +561,6 @@ pub const ROUTES: &[Route] = &[
                 },
             },
         ],
-        handler: |r| r.to(crate::forward::forward),
+        handler: |r| r.to(crate::outbound::forward::forward),
     },
 ];

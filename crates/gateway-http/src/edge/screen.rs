@@ -2,7 +2,7 @@
 //! checks that refuse a request before any routing work or body read — an overlong path or query
 //! string (400), a declared body larger than `gateway.max_body_bytes` on any route, also one that
 //! ignores bodies (413), and a browser origin the CORS policy does not allow (403, see
-//! [`crate::cors`]). It also puts the frame-length guard ([`crate::wsguard`]) on the inbound
+//! [`crate::edge::cors`]). It also puts the frame-length guard ([`crate::edge::wsguard`]) on the inbound
 //! bytes of every WebSocket upgrade.
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -15,9 +15,9 @@ use bytes::Bytes;
 use futures_util::Stream;
 use gateway_core::{Problem, Reason};
 
-use crate::error::ApiError;
+use crate::edge::error::ApiError;
+use crate::edge::wsguard::{FrameGuard, MAX_WS_FRAME};
 use crate::state::AppState;
-use crate::wsguard::{FrameGuard, MAX_WS_FRAME};
 
 /// Longest accepted path, in bytes (still percent-encoded).
 pub const MAX_PATH_BYTES: usize = 4096;
@@ -41,7 +41,7 @@ fn check(req: &ServiceRequest) -> Result<(), Problem> {
     {
         return Err(Problem::PayloadTooLarge);
     }
-    crate::cors::check(req)
+    crate::edge::cors::check(req)
 }
 
 /// The middleware.

@@ -12,10 +12,10 @@ use registry::ServiceConfig;
 use serde_json::Value;
 
 use crate::body;
-use crate::context::{REQUEST_ID, RequestCtx, ServiceTag, sane_request_id};
-use crate::error::ApiError;
+use crate::edge::context::{REQUEST_ID, RequestCtx, ServiceTag, sane_request_id};
+use crate::edge::error::ApiError;
+use crate::outbound::upstream::{self, Call, UpstreamReply};
 use crate::state::AppState;
-use crate::upstream::{self, Call, UpstreamReply};
 
 /// Headers passed on to the service (everything else, hop-by-hop headers and the client's
 /// `Authorization` included, is dropped).

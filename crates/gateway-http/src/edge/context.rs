@@ -11,7 +11,7 @@ use actix_web::middleware::Next;
 use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, HttpResponse};
 use gateway_core::{Envelope, Lang};
 
-use crate::error::ProblemReport;
+use crate::edge::error::ProblemReport;
 use crate::state::AppState;
 
 /// `X-Request-Id`.
@@ -142,7 +142,7 @@ pub async fn request_context(
                 }
             }
             let (req, old) = res.into_parts();
-            let mut fresh = crate::error::problem_response(&report.problem, ctx.lang, &ctx.request_id);
+            let mut fresh = crate::edge::error::problem_response(&report.problem, ctx.lang, &ctx.request_id);
             for (name, value) in old.headers() {
                 if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
                     fresh.headers_mut().append(name.clone(), value.clone());

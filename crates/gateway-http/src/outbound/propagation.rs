@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use settings::SettingsStore;
 use tokio::sync::{broadcast, mpsc};
 
-use crate::upstream::{self, Call};
+use crate::outbound::upstream::{self, Call};
 
 /// Committed changes, key → new value.
 pub type SettingsChange = BTreeMap<String, Value>;

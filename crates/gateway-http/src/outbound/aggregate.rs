@@ -15,9 +15,9 @@ use registry::{ServiceConfig, ServiceState};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::context::RequestCtx;
+use crate::edge::context::RequestCtx;
+use crate::outbound::upstream::{self, Call, Failure};
 use crate::state::AppState;
-use crate::upstream::{self, Call, Failure};
 
 /// The overall budget of one dashboard request (`gateway.timers.dashboard_budget_ms`).
 fn budget(state: &AppState) -> Duration {
@@ -271,7 +271,7 @@ async fn call(state: &AppState, service: &ServiceConfig, path: &str, timeout: Du
     let name = service.name.as_str();
     let mut headers = Vec::new();
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(request_id) {
-        headers.push((crate::context::REQUEST_ID, v));
+        headers.push((crate::edge::context::REQUEST_ID, v));
     }
     let call = Call { service, method: Method::GET, path_and_query: path, headers, body: Default::default(), timeout };
     let reply = match upstream::send(call).await {
