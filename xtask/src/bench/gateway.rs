@@ -752,4 +752,21 @@ mod tests {
         assert_eq!(r.bad, 9);
         assert_eq!(parse_latency("1.02s"), Some(1020.0));
     }
+
+    #[test]
+    fn haproxy_accepts_its_config() {
+        let Some(haproxy) = common::Tools::discover().haproxy else { return };
+        let dir = std::env::temp_dir().join(format!("xtask-haproxy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = dir.join("haproxy.cfg");
+        std::fs::write(&cfg, haproxy_conf(&dir, 1, 2)).unwrap_or_else(|e| panic!("{e}"));
+        let out = Command::new(haproxy).arg("-c").arg("-f").arg(&cfg).output().unwrap_or_else(|e| panic!("{e}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -104,3 +104,40 @@ pub fn run(addr: SocketAddr, path: &str, headers: &[(String, String)], rate: f64
     }
     all
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn keeps_the_rate_and_measures_from_the_due_time() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut s = stream;
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let body = "{}";
+                        let reply = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                        if s.write_all(reply.as_bytes()).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let p = run(addr, "/", &[], 1000.0, 4, 0.5);
+        assert_eq!((p.bad, p.missed), (0, 0));
+        // 500 due in 0.5 s, give or take the one at each end.
+        assert!((495..=505).contains(&p.lat_ms.len()), "{} answers", p.lat_ms.len());
+        assert!(p.lat_ms.iter().all(|l| *l >= 0.0 && *l < 1000.0));
+    }
+}
