@@ -123,7 +123,7 @@ impl Tools {
         show("pm2", &self.pm2, "cargo xtask bench setup   (npm install --prefix target/bench-tools/node pm2 ws)");
         show(
             "ws (npm)",
-            &self.node_ws,
+            &self.node_ws.as_ref().map(|m| m.join("ws")),
             "cargo xtask bench setup   (npm install --prefix target/bench-tools/node pm2 ws)",
         );
     }
