@@ -583,11 +583,12 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         let (n_rps, n_p99, n_cpu) = med[ni][ci];
         ctx.line(&format!(
             "\nAt {conns} connections: throughput ≥ nginx: **{}** ({o_rps:.0} vs {n_rps:.0} req/s, {:.0} %); p99 ≤ nginx: **{}** ({o_p99:.2} vs {n_p99:.2} ms); \
-             CPU per request {o_cpu:.1} vs {n_cpu:.1} µs ({:.2}× nginx's).",
+             CPU per request {o_cpu:.1} vs {n_cpu:.1} µs ({:.2}× nginx's; ≤ 1.5×: **{}**).",
             if o_rps >= n_rps { "met" } else { "NOT met" },
             100.0 * o_rps / n_rps,
             if o_p99 <= n_p99 { "met" } else { "NOT met" },
             o_cpu / n_cpu,
+            if o_cpu <= 1.5 * n_cpu { "met" } else { "NOT met" },
         ));
         if let Some(hi) = find("HAProxy") {
             let (h_rps, h_p99, h_cpu) = med[hi][ci];
@@ -611,8 +612,9 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         let others: Vec<String> = targets
             .iter()
             .zip(&paced_med)
-            .filter(|(t, _)| !t.name.starts_with("orchestrator") && !t.name.starts_with("nginx"))
-            .filter_map(|(t, m)| m.map(|(_, p99, cpu)| format!("{} {p99:.3} ms at {cpu:.1} µs", t.name)))
+            .enumerate()
+            .filter(|(i, _)| *i != oi && *i != ni)
+            .filter_map(|(_, (t, m))| m.map(|(_, p99, cpu)| format!("{} {p99:.3} ms at {cpu:.1} µs", t.name)))
             .collect();
         ctx.line(&format!(
             "\nPaced at {PACED_RATE:.0} req/s: p99 ≤ nginx's + 0.3 ms: **{}** ({o_p99:.3} vs {n_p99:.3} ms); CPU per request {o_cpu:.1} vs {n_cpu:.1} µs \
