@@ -603,8 +603,11 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     if let (Some(o), Some(f)) = (at_1000("orchestrator"), at_1000(FLOOR)) {
         let node = at_1000(NODE_WS);
         ctx.line(&format!(
-            "At 1 000 clients: p99 {:.2} ms = {:.2}× the floor's ({:.2} ms; target ≤ 1.25×: **{}**){}; server CPU per delivered frame \
-             {:.2} µs = {:.2}× the floor's ({:.2} µs; target ≤ 1.3×: **{}**){}.",
+            "At 1 000 clients (ticks/s achieved: orchestrator {:.0}, floor {:.0}{}): p99 {:.2} ms = {:.2}× the floor's ({:.2} ms; target ≤ 1.25×: **{}**){}; \
+             server CPU per delivered frame {:.2} µs = {:.2}× the floor's ({:.2} µs; target ≤ 1.3×: **{}**){}.",
+            o.rate,
+            f.rate,
+            node.map(|n| format!(", Node ws {:.0}", n.rate)).unwrap_or_default(),
             o.summary.p99,
             o.summary.p99 / f.summary.p99,
             f.summary.p99,
