@@ -1,5 +1,6 @@
 //! `cargo xtask bench [supervisor|gateway|hub|all|setup]`: the performance measurements of SPEC §11,
-//! each run side by side with its peers (PM2, supervisord, nginx, FastAPI) in the same run.
+//! each run side by side with its peers (PM2, supervisord, nginx, HAProxy, FastAPI, Node `ws`) in
+//! the same run.
 //!
 //! Nothing is installed silently: `check_tools` names every missing tool with the exact command
 //! that installs it, and `cargo xtask bench setup` installs the Python and Node peers into
@@ -13,6 +14,7 @@ mod floor_ws;
 mod gateway;
 mod http;
 mod hub;
+mod paced;
 mod stats;
 mod supervisor;
 mod sys;
@@ -26,11 +28,13 @@ const USAGE: &str = "cargo xtask bench <suite> [options]
 
 suites:
   supervisor   kill -9 -> healthy again: orchestrator vs supervisord vs PM2 vs the floor
-  gateway      forwarding throughput/latency vs nginx and FastAPI+httpx; health and dashboard p99
-  hub          WebSocket fan-out latency, 5 000 clients held, RSS and idle CPU vs a FastAPI broadcaster
-               and the floor (a minimal epoll broadcaster: one send(2) per client per event)
+  gateway      forwarding throughput/latency/CPU per request vs nginx, HAProxy, the actix-web + awc floor
+               and FastAPI+httpx, saturated (wrk) and paced at 5 000 req/s; health and dashboard p99
+  hub          WebSocket fan-out latency and CPU per frame, 5 000 clients held, RSS and idle CPU vs a
+               FastAPI broadcaster, the Node `ws` broadcaster and the floor (a minimal epoll
+               broadcaster: one send(2) per client per event)
   all          the three above, in that order
-  setup        install the Python and Node peers into target/bench-tools (pip, npm)
+  setup        install the Python and Node peers into target/bench-tools (pip; npm: pm2, ws)
   check        list the tools the suites need and how to install the missing ones
 
 options:

@@ -39,6 +39,8 @@ pub struct Tools {
     pub wrk: Option<PathBuf>,
     /// `nginx` on PATH (or /usr/sbin).
     pub nginx: Option<PathBuf>,
+    /// `haproxy` on PATH (or /usr/sbin).
+    pub haproxy: Option<PathBuf>,
     /// `taskset` on PATH.
     pub taskset: Option<PathBuf>,
     /// The venv's python (with supervisor, fastapi, uvicorn, httpx, websockets).
@@ -47,12 +49,19 @@ pub struct Tools {
     pub supervisord: Option<PathBuf>,
     /// `pm2` from the npm prefix.
     pub pm2: Option<PathBuf>,
+    /// `node` on PATH.
+    pub node: Option<PathBuf>,
+    /// The npm prefix's `node_modules`, when the `ws` package is installed there.
+    pub node_ws: Option<PathBuf>,
     /// `python3` on PATH (for the small python service when there is no venv).
     pub python3: Option<PathBuf>,
 }
 
 /// PyPI packages of the Python peers.
 pub const PIP_PACKAGES: &[&str] = &["supervisor", "fastapi", "uvicorn[standard]", "httpx", "websockets"];
+
+/// npm packages of the Node peers: PM2 (supervisor suite) and `ws` (the hub suite's broadcaster).
+pub const NPM_PACKAGES: &[&str] = &["pm2", "ws"];
 
 fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -80,9 +89,12 @@ impl Tools {
         Tools {
             wrk: on_path("wrk"),
             nginx: on_path("nginx"),
+            haproxy: on_path("haproxy"),
             taskset: on_path("taskset"),
             supervisord: existing(venv.join("supervisord")),
             pm2: existing(dir.join("node/node_modules/.bin/pm2")),
+            node: on_path("node"),
+            node_ws: existing(dir.join("node/node_modules/ws/package.json")).map(|_| dir.join("node/node_modules")),
             python3: on_path("python3"),
             venv_python,
             dir,
@@ -98,6 +110,7 @@ impl Tools {
         println!("bench tools:");
         show("wrk", &self.wrk, "apt-get install -y wrk");
         show("nginx", &self.nginx, "apt-get install -y nginx");
+        show("haproxy", &self.haproxy, "apt-get install -y haproxy");
         show("taskset", &self.taskset, "apt-get install -y util-linux");
         show("python3", &self.python3, "apt-get install -y python3 python3-venv");
         show(
@@ -106,7 +119,13 @@ impl Tools {
             "cargo xtask bench setup   (python3 -m venv target/bench-tools/venv && pip install ...)",
         );
         show("supervisord", &self.supervisord, "cargo xtask bench setup");
-        show("pm2", &self.pm2, "cargo xtask bench setup   (npm install --prefix target/bench-tools/node pm2)");
+        show("node", &self.node, "apt-get install -y nodejs npm");
+        show("pm2", &self.pm2, "cargo xtask bench setup   (npm install --prefix target/bench-tools/node pm2 ws)");
+        show(
+            "ws (npm)",
+            &self.node_ws.as_ref().map(|m| m.join("ws")),
+            "cargo xtask bench setup   (npm install --prefix target/bench-tools/node pm2 ws)",
+        );
     }
 
     /// Fails with the install commands when any of `needed` is missing.
@@ -116,6 +135,9 @@ impl Tools {
             let (present, how) = match *n {
                 "wrk" => (self.wrk.is_some(), "apt-get install -y wrk"),
                 "nginx" => (self.nginx.is_some(), "apt-get install -y nginx"),
+                "haproxy" => (self.haproxy.is_some(), "apt-get install -y haproxy"),
+                "node" => (self.node.is_some(), "apt-get install -y nodejs npm"),
+                "ws" => (self.node_ws.is_some(), "cargo xtask bench setup"),
                 "venv" => (self.venv_python.is_some(), "cargo xtask bench setup"),
                 "supervisord" => (self.supervisord.is_some(), "cargo xtask bench setup"),
                 "pm2" => (self.pm2.is_some(), "cargo xtask bench setup"),
@@ -156,7 +178,10 @@ pub fn setup() -> anyhow::Result<()> {
         ),
         (
             PathBuf::from("npm"),
-            vec!["install".into(), "--prefix".into(), tools.dir.join("node").display().to_string(), "pm2".into()],
+            ["install".to_owned(), "--prefix".to_owned(), tools.dir.join("node").display().to_string()]
+                .into_iter()
+                .chain(NPM_PACKAGES.iter().map(|s| (*s).to_owned()))
+                .collect(),
         ),
     ];
     for (program, args) in steps {
@@ -169,8 +194,8 @@ pub fn setup() -> anyhow::Result<()> {
     }
     let tools = Tools::discover();
     tools.print_check();
-    if tools.wrk.is_none() || tools.nginx.is_none() {
-        println!("\nwrk and nginx come from the system packages: apt-get install -y wrk nginx");
+    if tools.wrk.is_none() || tools.nginx.is_none() || tools.haproxy.is_none() {
+        println!("\nwrk, nginx and haproxy come from the system packages: apt-get install -y wrk nginx haproxy");
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The system calls std does not offer, behind safe wrappers: `epoll(7)` for the hub
 //! benchmark's receivers (one thread watches thousands of sockets at a cost per ready socket,
-//! not per watched one) and `kill(2)` for the supervisor benchmark (so the timer starts at the
-//! signal, not at a fork of kill(1)).
+//! not per watched one), `kill(2)` for the supervisor benchmark (so the timer starts at the
+//! signal, not at a fork of kill(1)) and `prctl(PR_SET_TIMERSLACK)` for the paced load
+//! generator of the gateway benchmark (so its sleeps end on time, not up to 50 µs late).
 #![allow(unsafe_code)]
 
 use std::io;
@@ -69,6 +70,18 @@ pub fn kill9(pid: u32) -> io::Result<()> {
     }
     // SAFETY: kill has no memory-safety preconditions; the pid is a positive single process.
     let r = unsafe { libc::kill(pid, libc::SIGKILL) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets the calling thread's timer slack (how late the kernel may end its sleeps) to `ns`
+/// nanoseconds; the default is 50 µs.
+pub fn set_timer_slack(ns: u64) -> io::Result<()> {
+    let ns = libc::c_ulong::try_from(ns.max(1)).map_err(|_| io::Error::other("timer slack out of range"))?;
+    // SAFETY: PR_SET_TIMERSLACK takes a plain integer argument and only affects this thread.
+    let r = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns, 0, 0, 0) };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
