@@ -757,7 +757,11 @@ mod tests {
 
     #[test]
     fn haproxy_accepts_its_config() {
-        let Some(haproxy) = common::Tools::discover().haproxy else { return };
+        let Some(haproxy) = common::Tools::discover().haproxy else {
+            // CI installs it (.ci/run); a developer machine without it cannot check the config.
+            eprintln!("haproxy is not installed: its generated config is not checked");
+            return;
+        };
         let dir = std::env::temp_dir().join(format!("xtask-haproxy-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
         let cfg = dir.join("haproxy.cfg");
