@@ -241,6 +241,7 @@ fn config() -> impl Strategy<Value = Config> {
                     ..HubConfig::default()
                 },
                 services,
+                cluster: None,
             }
         })
 }

@@ -23,8 +23,11 @@ use serde::{Deserialize, Serialize};
 use serde_with::{DurationMilliSeconds, serde_as};
 pub use supervisor::HealthConfig;
 
+mod cluster;
 mod lines;
 mod overlay;
+
+pub use cluster::{ClusterConfig, NodeRole, redact};
 
 pub use overlay::NOT_OVERRIDES;
 
@@ -40,6 +43,9 @@ pub struct Config {
     /// The downstream services, in file order.
     #[serde(rename = "service")]
     pub services: Vec<ServiceConfig>,
+    /// Several nodes sharing one hub through Redis; `None` is a single node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// `[gateway]`.
@@ -168,6 +174,8 @@ struct Sections {
     hub: HubConfig,
     #[serde(default)]
     service: Vec<RawService>,
+    #[serde(default)]
+    cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -245,6 +253,7 @@ impl Config {
             (g.tls.is_some() != h.tls.is_some(), "gateway.tls"),
             (g.timers != h.timers, "gateway.timers"),
             (self.hub != new.hub, "hub"),
+            (self.cluster != new.cluster, "cluster"),
         ] {
             if changed {
                 plan.requires_restart.push(field.to_owned());
@@ -270,7 +279,22 @@ where
         sections.health.validate()?;
         sections.hub.validate()?;
         let services = registry::validate_services(sections.service, bind)?;
-        Ok(Config { gateway: sections.gateway, health: sections.health, hub: sections.hub, services })
+        if let Some(cluster) = &sections.cluster {
+            cluster.validate()?;
+            if cluster.is_edge() && !services.is_empty() {
+                return Err(ConfigError::invalid(
+                    "service",
+                    "an edge has no services of its own: it uses the ones its primary publishes",
+                ));
+            }
+        }
+        Ok(Config {
+            gateway: sections.gateway,
+            health: sections.health,
+            hub: sections.hub,
+            services,
+            cluster: sections.cluster,
+        })
     })();
     validated.map_err(|e| match e {
         ConfigError::Invalid { field, line: None, message } => match set_by.get(&field) {

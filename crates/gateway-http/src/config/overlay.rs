@@ -50,6 +50,7 @@ impl Shapes {
         sections.insert("gateway".into(), Value::Table(table(Table::try_from(GatewayConfig::default()))));
         sections.insert("health".into(), Value::Table(table(Table::try_from(HealthConfig::default()))));
         sections.insert("hub".into(), Value::Table(table(Table::try_from(HubConfig::default()))));
+        sections.insert("cluster".into(), Value::Table(table(Table::try_from(super::ClusterConfig::shape()))));
         let mut service = match ServiceName::parse("shape") {
             Ok(name) => table(Table::try_from(ServiceConfig::with_defaults(name, 1))),
             Err(_) => Table::new(),

@@ -396,3 +396,55 @@ fn reload_plan_names_what_only_a_restart_applies() {
     );
     assert!(base.reload_plan(&base).is_empty());
 }
+
+#[test]
+fn cluster_is_absent_by_default_and_parsed_when_present() {
+    assert_eq!(Config::from_toml(MINIMAL).unwrap().cluster, None);
+    let c = Config::from_toml(&format!("{MINIMAL}\n[cluster]\nbroker = \"redis://127.0.0.1:6379/0\"\nnode = \"gw-1\"\n"))
+        .unwrap();
+    let cluster = c.cluster.unwrap();
+    assert_eq!(cluster.role, NodeRole::Primary);
+    assert_eq!(cluster.node, "gw-1");
+    assert_eq!(cluster.namespace, "orchestrator");
+    let defaulted = Config::from_toml("[cluster]\nbroker = \"redis://h:1/0\"\n").unwrap().cluster.unwrap();
+    assert!(defaulted.node.ends_with(&format!("-{}", std::process::id())), "{}", defaulted.node);
+}
+
+#[test]
+fn invalid_cluster_sections_name_the_field_and_line() {
+    for (text, field, line) in [
+        ("[cluster]\nbroker = \"http://h:1\"\n", "cluster.broker", 2),
+        ("[cluster]\nbroker = \"redis://h:1\"\nrole = \"edge\"\n", "cluster.role", 3),
+        ("[cluster]\nbroker = \"redis://h:1\"\nrole = \"edge\"\nprimary_url = \"10.0.0.5:5000\"\n", "cluster.primary_url", 4),
+        ("[cluster]\nbroker = \"redis://h:1\"\nnode = \"a b\"\n", "cluster.node", 3),
+    ] {
+        match Config::from_toml(text) {
+            Err(ConfigError::Invalid { field: f, line: l, .. }) => {
+                assert_eq!((f.as_str(), l), (field, Some(line)), "{text}");
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    let edge_with_services =
+        format!("{MINIMAL}\n[cluster]\nbroker = \"redis://h:1\"\nrole = \"edge\"\nprimary_url = \"http://p:5000\"\n");
+    assert!(matches!(Config::from_toml(&edge_with_services), Err(ConfigError::Invalid { field, .. }) if field == "service"));
+    assert!(matches!(Config::from_toml("[cluster]\nrole = \"edge\"\n"), Err(ConfigError::Parse { .. })));
+}
+
+#[test]
+fn the_cluster_can_be_set_from_the_environment_and_requires_a_restart() {
+    let vars = [
+        ("ORCHESTRATOR_CLUSTER_BROKER".to_owned(), "redis://127.0.0.1:7000/1".to_owned()),
+        ("ORCHESTRATOR_CLUSTER_ROLE".to_owned(), "edge".to_owned()),
+        ("ORCHESTRATOR_CLUSTER_PRIMARY_URL".to_owned(), "http://10.0.0.5:5000".to_owned()),
+    ];
+    let c = Config::from_toml_with_env("", vars).unwrap();
+    let cluster = c.cluster.clone().unwrap();
+    assert_eq!((cluster.broker.as_str(), cluster.role), ("redis://127.0.0.1:7000/1", NodeRole::Edge));
+    assert_eq!(cluster.primary_url.as_deref(), Some("http://10.0.0.5:5000"));
+    assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c, "config print round-trips");
+    let plan = Config::default().reload_plan(&c);
+    assert!(plan.requires_restart.contains(&"cluster".to_owned()), "{:?}", plan.requires_restart);
+    assert_eq!(redact("redis://user:secret@h:1/0"), "redis://user:***@h:1/0");
+    assert!(!redact("redis://:secret@h:1/0").contains("secret"));
+}
