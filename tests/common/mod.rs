@@ -164,7 +164,10 @@ impl TestApp {
             async move { req.send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
         })
         .await;
-        self.token = std::fs::read_to_string(self.data_dir().join("admin.token")).unwrap().trim().to_owned();
+        // A cluster edge has no data dir of its own: its token is the primary's (set by the test).
+        if let Ok(token) = std::fs::read_to_string(self.data_dir().join("admin.token")) {
+            self.token = token.trim().to_owned();
+        }
     }
 
     /// The orchestrator's own log so far (for assertion messages).

@@ -6,6 +6,7 @@
 //! library function, map to the envelope.
 
 mod body;
+pub mod cluster;
 pub mod config;
 pub mod contract;
 mod edge;

@@ -74,7 +74,9 @@ impl Reloader {
             plan.unchanged,
             plan.requires_restart
         );
-        state.supervisor.reload(new.services.clone(), new.health.clone(), plan.clone()).await;
+        if let Some(supervisor) = &state.supervisor {
+            supervisor.reload(new.services.clone(), new.health.clone(), plan.clone()).await;
+        }
         let reconnect_max = state.config.gateway.timers.ingest_reconnect_max;
         crate::outbound::ingest::follow_services(&state.registry, &state.hub, &plan.added, reconnect_max);
         current.services = new.services;

@@ -13,6 +13,7 @@ use settings::{SettingsError, SettingsStore};
 use supervisor::{Supervisor, SupervisorConfig, SupervisorError, SupervisorHandle};
 
 use crate::os::shutdown_signal;
+use crate::edge::auth::Tokens;
 use crate::state::AppState;
 
 /// Why the application could not start.
@@ -36,6 +37,18 @@ pub enum StartupError {
     /// The supervisor could not start.
     #[error("supervisor")]
     Supervisor(#[from] SupervisorError),
+    /// Another primary holds the cluster's broker.
+    #[error("cluster")]
+    Claim(#[from] crate::cluster::primary::ClaimRefused),
+    /// The broker URL cannot be used.
+    #[error("cluster broker {url}")]
+    Broker {
+        /// The URL, without its password.
+        url: String,
+        /// The cause.
+        #[source]
+        source: redis::RedisError,
+    },
     /// The TLS certificate or key cannot be used.
     #[error("TLS")]
     Tls(#[from] crate::tls::TlsError),
@@ -73,26 +86,44 @@ impl Application {
         source: Option<crate::reload::ConfigSource>,
     ) -> Result<Application, StartupError> {
         let bind = config.gateway.bind_addr()?;
-        let data_dir = config.gateway.data_dir.clone();
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
-        let settings = SettingsStore::open(&data_dir.join("setup.db"))?;
-        let admin_token = settings.ensure_admin_token(&data_dir)?;
+        let broker = match &config.cluster {
+            Some(cluster) => Some(crate::cluster::Broker::new(cluster).map_err(|source| StartupError::Broker {
+                url: crate::cluster::redact(&cluster.broker),
+                source,
+            })?),
+            None => None,
+        };
+        let edge = config.cluster.as_ref().is_some_and(crate::config::ClusterConfig::is_edge);
+        if let Some(broker) = broker.as_ref().filter(|_| !edge) {
+            crate::cluster::primary::claim(broker).await?;
+        }
         let registry = Registry::new(&config.services);
-        let supervisor = Supervisor::start(
-            SupervisorConfig { health: config.health.clone(), data_dir: data_dir.clone() },
-            registry.clone(),
-        )?;
-        let limits = crate::state::CachedLimits::load(&settings)?;
-        let propagation = crate::outbound::propagation::start(registry.clone(), settings.clone());
-        let hub = hub::Hub::start(config.hub.clone());
         let timers = config.gateway.timers.clone();
+        // An edge has no store and no supervisor: its writes go to the primary.
+        let (settings, admin_token, supervisor, limits, propagation, tokens) = if edge {
+            let published = Arc::new(crate::cluster::PublishedTokens::default());
+            (None, None, None, crate::state::CachedLimits::default(), None, Tokens::Published(published))
+        } else {
+            let data_dir = config.gateway.data_dir.clone();
+            std::fs::create_dir_all(&data_dir)
+                .map_err(|source| StartupError::DataDir { path: data_dir.clone(), source })?;
+            let settings = SettingsStore::open(&data_dir.join("setup.db"))?;
+            let admin_token = settings.ensure_admin_token(&data_dir)?;
+            let supervisor = Supervisor::start(
+                SupervisorConfig { health: config.health.clone(), data_dir: data_dir.clone() },
+                registry.clone(),
+            )?;
+            let limits = crate::state::CachedLimits::load(&settings)?;
+            let propagation = crate::outbound::propagation::start(registry.clone(), settings.clone());
+            let tokens = Tokens::Store(Arc::new(settings::TokenVerifier::new(settings.clone(), timers.token_cache)?));
+            (Some(settings), admin_token, Some(supervisor), limits, Some(propagation), tokens)
+        };
+        let hub = start_hub(&config);
         crate::outbound::ingest::start(registry.clone(), hub.clone(), timers.ingest_reconnect_max);
         let contracts = crate::contract::Contracts::default();
         crate::contract::start(registry.clone(), contracts.clone());
         let tickets = crate::realtime::Tickets::new(timers.ticket_ttl);
         crate::outbound::upstream::set_connect_timeout(timers.upstream_connect);
-        let tokens = Arc::new(settings::TokenVerifier::new(settings.clone(), timers.token_cache)?);
         let authenticator = crate::realtime::authenticator(tokens.clone(), tickets.clone());
         let metrics = Arc::new(crate::metrics::Metrics::new(config.services.iter().map(|s| s.name.as_str())));
         let tls = config.gateway.tls.as_ref().map(crate::tls::Certificates::load).transpose()?.map(Arc::new);
@@ -109,6 +140,7 @@ impl Application {
             authenticator,
             metrics,
             tokens,
+            cluster: broker,
             suspects: Arc::default(),
             contracts,
             tls,
@@ -132,6 +164,7 @@ impl Application {
                 .app_data(data.clone())
                 .app_data(cors.clone())
                 .configure(crate::routes::configure)
+                .wrap(middleware::Condition::new(edge, middleware::from_fn(crate::cluster::edge::forward_to_primary)))
                 .wrap(middleware::from_fn(crate::edge::auth::authenticate))
                 .wrap(cors.layer())
                 .wrap(middleware::from_fn(crate::edge::screen::screen))
@@ -147,6 +180,19 @@ impl Application {
         .disable_signals()
         .run();
         actix_rt::spawn(crate::reload::reload_on_hangup(state.clone()));
+        if let Some(broker) = &state.cluster {
+            actix_rt::spawn(crate::cluster::nodes::publish_presence(broker.clone(), state.hub.clone()));
+            match (&state.tokens, &state.settings) {
+                (Tokens::Published(table), _) => {
+                    actix_rt::spawn(crate::cluster::edge::follow_tokens(broker.clone(), table.clone()));
+                }
+                (Tokens::Store(_), Some(store)) => {
+                    actix_rt::spawn(crate::cluster::primary::keep_claim(broker.clone()));
+                    actix_rt::spawn(crate::cluster::primary::publish_tokens(broker.clone(), store.clone()));
+                }
+                (Tokens::Store(_), None) => {}
+            }
+        }
         Ok(Application { port, server, state, admin_token })
     }
 
@@ -165,9 +211,9 @@ impl Application {
         &self.state
     }
 
-    /// The supervisor, for embedding tools.
-    pub fn supervisor(&self) -> &SupervisorHandle {
-        &self.state.supervisor
+    /// The supervisor, for embedding tools (`None` on a cluster edge).
+    pub fn supervisor(&self) -> Option<&SupervisorHandle> {
+        self.state.supervisor.as_ref()
     }
 
     /// Serves until SIGINT/SIGTERM (or the server is stopped), starting the autostart services in
@@ -180,8 +226,9 @@ impl Application {
     /// `stop` completes (a stop request of the Windows Service Control Manager).
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()> + 'static) -> std::io::Result<()> {
         let supervisor = self.state.supervisor.clone();
-        let starter = supervisor.clone();
-        actix_rt::spawn(async move { starter.start_all().await });
+        if let Some(starter) = supervisor.clone() {
+            actix_rt::spawn(async move { starter.start_all().await });
+        }
         // On SIGINT/SIGTERM, close every WebSocket and SSE client with 1001 first: otherwise
         // their open connections hold the graceful stop for its whole timeout.
         let (server, hub) = (self.server.handle(), self.state.hub.clone());
@@ -197,8 +244,18 @@ impl Application {
         let result = self.server.await;
         log::info!("gateway stopped; stopping services");
         self.state.hub.shutdown().await;
-        supervisor.shutdown().await;
-        log::info!("all services stopped");
+        if let Some(supervisor) = supervisor {
+            supervisor.shutdown().await;
+            log::info!("all services stopped");
+        }
+        if let (Some(broker), Some(_)) = (&self.state.cluster, &self.state.settings) {
+            crate::cluster::primary::release(broker).await;
+        }
         result
     }
+}
+
+/// The hub: on its own, or sharing the cluster's broker.
+fn start_hub(config: &Config) -> hub::HubHandle {
+    hub::Hub::start(config.hub.clone())
 }

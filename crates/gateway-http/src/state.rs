@@ -21,15 +21,15 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The service table.
     pub registry: Registry,
-    /// Settings and tokens.
-    pub settings: SettingsStore,
-    /// Process lifecycle.
-    pub supervisor: SupervisorHandle,
+    /// Settings and tokens; `None` on a cluster edge (the primary holds them).
+    pub settings: Option<SettingsStore>,
+    /// Process lifecycle; `None` on a cluster edge (the primary supervises).
+    pub supervisor: Option<SupervisorHandle>,
     /// The settings forwarding validation needs, kept in memory and refreshed on every change
     /// (the API is the only writer of settings).
     pub limits: Arc<RwLock<Arc<CachedLimits>>>,
-    /// Pushes committed settings changes to the services that depend on them.
-    pub propagation: crate::outbound::propagation::Propagation,
+    /// Pushes committed settings changes to the services that depend on them (not on an edge).
+    pub propagation: Option<crate::outbound::propagation::Propagation>,
     /// Real-time fan-out.
     pub hub: hub::HubHandle,
     /// One-time tickets for browsers.
@@ -39,7 +39,9 @@ pub struct AppState {
     /// Request and upstream metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Bearer tokens, verified against the store and trusted until it changes (HTTP, `/ws`, SSE).
-    pub tokens: Arc<settings::TokenVerifier>,
+    pub tokens: crate::edge::auth::Tokens,
+    /// The cluster's broker, when `[cluster]` is set.
+    pub cluster: Option<crate::cluster::Broker>,
     /// Dashboard sources suspected of hanging (not waited on until they answer again).
     pub suspects: Arc<crate::outbound::aggregate::Suspects>,
     /// The services' own OpenAPI contracts, checked before forwarding.
@@ -90,6 +92,16 @@ impl std::ops::Deref for LimitsGuard {
 }
 
 impl AppState {
+    /// The settings store; on an edge (which sends settings requests to its primary) an error.
+    pub fn store(&self) -> Result<&SettingsStore, crate::edge::error::ApiError> {
+        self.settings.as_ref().ok_or_else(|| crate::edge::error::ApiError::Internal("an edge has no settings store".into()))
+    }
+
+    /// The supervisor; on an edge (which sends lifecycle commands to its primary) an error.
+    pub fn supervisor(&self) -> Result<&SupervisorHandle, crate::edge::error::ApiError> {
+        self.supervisor.as_ref().ok_or_else(|| crate::edge::error::ApiError::Internal("an edge has no supervisor".into()))
+    }
+
     /// The validation limits for requests to this service.
     pub fn limits_for(&self, service: &ServiceConfig) -> LimitsGuard {
         LimitsGuard { cached: self.limits.read().clone(), strict: service.name.as_str() == DATA_SERVICE }
@@ -97,7 +109,8 @@ impl AppState {
 
     /// Re-reads the limits after a settings change (blocking: SQLite).
     pub fn refresh_limits(&self) {
-        match CachedLimits::load(&self.settings) {
+        let Some(store) = &self.settings else { return };
+        match CachedLimits::load(store) {
             Ok(fresh) => *self.limits.write() = Arc::new(fresh),
             Err(e) => log::error!("cannot refresh validation limits from settings: {e}"),
         }

@@ -23,7 +23,7 @@ async fn builds_on_port_zero_and_serves_the_api() {
     let port = app.port();
     assert_ne!(port, 0);
     let token = app.admin_token().expect("first start creates the admin token").to_owned();
-    let supervisor = app.supervisor().clone();
+    let supervisor = app.supervisor().expect("a single node supervises").clone();
     actix_rt::spawn(app.run_until_stopped());
 
     let client = awc::Client::builder().timeout(Duration::from_secs(10)).finish();

@@ -216,6 +216,21 @@ impl SettingsStore {
         Ok(Some(info))
     }
 
+    /// Every token's stored hash with its identity, for a cluster primary to publish to its
+    /// edges (SPEC §13): hashes and roles only, never a token.
+    pub fn token_hashes(&self) -> Result<Vec<(String, TokenInfo)>, SettingsError> {
+        let conn = self.conn()?;
+        let mut stmt =
+            conn.prepare("SELECT token_hash, name, role, created_at, last_used_at FROM api_tokens ORDER BY name")?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let role: String = row.get(2)?;
+            out.push((row.get(0)?, token_info(row.get(1)?, &role, row.get(3)?, row.get(4)?)?));
+        }
+        Ok(out)
+    }
+
     /// How many tokens exist.
     pub fn token_count(&self) -> Result<usize, SettingsError> {
         let conn = self.conn()?;

@@ -216,3 +216,16 @@ fn concurrent_first_starts_create_one_admin_token() {
     assert_eq!(fs::read_to_string(dir.path().join(ADMIN_TOKEN_FILE)).unwrap(), format!("{}\n", tokens[0]));
     assert_eq!(stores[0].token_count().unwrap(), 1);
 }
+
+#[test]
+fn token_hashes_are_what_a_primary_publishes_and_never_the_tokens() {
+    let (_dir, store) = fresh();
+    let a = store.create_token("ops", Role::Operator).unwrap();
+    let b = store.create_token("viewer", Role::Viewer).unwrap();
+    let hashes = store.token_hashes().unwrap();
+    let listed: Vec<(String, &str, Role)> = hashes.iter().map(|(h, i)| (h.clone(), i.name.as_str(), i.role)).collect();
+    assert_eq!(listed, vec![(token_hash(&a), "ops", Role::Operator), (token_hash(&b), "viewer", Role::Viewer)]);
+    assert!(hashes.iter().all(|(h, _)| h != &a && h != &b));
+    store.revoke_token("ops").unwrap();
+    assert_eq!(store.token_hashes().unwrap().len(), 1);
+}

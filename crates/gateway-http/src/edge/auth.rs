@@ -5,6 +5,8 @@
 //! the router pattern the request matched; anything else needs at least a viewer token
 //! (GET/HEAD) or an operator token (everything else), so nothing is accidentally public.
 
+use std::sync::Arc;
+
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
@@ -57,6 +59,40 @@ fn bearer(req: &ServiceRequest) -> Option<String> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned()).filter(|t| !t.is_empty())
 }
 
+/// Where bearer tokens are checked: the settings store (a single node or a cluster primary) or
+/// the table a primary publishes (a cluster edge).
+#[derive(Clone, Debug)]
+pub enum Tokens {
+    /// Verified against the settings store, remembered until it changes.
+    Store(Arc<settings::TokenVerifier>),
+    /// Verified against the primary's published hashes (see [`crate::cluster::edge`]).
+    Published(Arc<crate::cluster::PublishedTokens>),
+}
+
+impl Tokens {
+    /// The token's identity when it can be told without blocking.
+    pub fn cached(&self, token: &str) -> Option<settings::TokenInfo> {
+        match self {
+            Tokens::Store(verifier) => verifier.cached(token),
+            Tokens::Published(table) => table.verify(token),
+        }
+    }
+
+    /// The token's identity (asks the store on the blocking pool when needed).
+    pub async fn verify(&self, token: String) -> Result<Option<settings::TokenInfo>, ApiError> {
+        match self {
+            Tokens::Store(verifier) => {
+                if let Some(info) = verifier.cached(&token) {
+                    return Ok(Some(info));
+                }
+                let verifier = verifier.clone();
+                Ok(web::block(move || verifier.verify(&token)).await??)
+            }
+            Tokens::Published(table) => Ok(table.verify(&token)),
+        }
+    }
+}
+
 /// The auth middleware (inside the request-context middleware).
 pub async fn authenticate(
     req: ServiceRequest,
@@ -70,16 +106,9 @@ pub async fn authenticate(
         return Ok(req.error_response(ApiError::Internal("application state missing".into())));
     };
     let principal = match bearer(&req) {
-        Some(token) => match state.tokens.cached(&token) {
-            Some(info) => Some(Principal { name: info.name, role: info.role }),
-            None => {
-                let verifier = state.tokens.clone();
-                match web::block(move || verifier.verify(&token)).await {
-                    Ok(Ok(info)) => info.map(|i| Principal { name: i.name, role: i.role }),
-                    Ok(Err(e)) => return Ok(req.error_response(ApiError::from(e))),
-                    Err(e) => return Ok(req.error_response(ApiError::from(e))),
-                }
-            }
+        Some(token) => match state.tokens.verify(token).await {
+            Ok(info) => info.map(|i| Principal { name: i.name, role: i.role }),
+            Err(e) => return Ok(req.error_response(e)),
         },
         // Browsers cannot set headers on an EventSource: the SSE stream also takes a ticket.
         None if RoutePattern::with(&req, |pattern| pattern == Some(TICKET_ROUTE)) => {

@@ -278,7 +278,9 @@ async fn call(state: &AppState, service: &ServiceConfig, path: &str, timeout: Du
         Ok(r) => r,
         Err(f) => {
             state.metrics.upstream_failed(name, f.label());
-            state.supervisor.probe_now(name);
+            if let Some(supervisor) = &state.supervisor {
+                supervisor.probe_now(name);
+            }
             return Fetched::Failed(f.label(), f.problem(service, timeout));
         }
     };

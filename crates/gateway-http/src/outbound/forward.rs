@@ -94,7 +94,9 @@ pub(crate) async fn forward(
         }
         Err(failure) => {
             metrics.upstream_failed(service.name.as_str(), failure.label());
-            state.supervisor.probe_now(service.name.as_str());
+            if let Some(supervisor) = &state.supervisor {
+                supervisor.probe_now(service.name.as_str());
+            }
             Err(failure.problem(&service, timeout).into())
         }
     }

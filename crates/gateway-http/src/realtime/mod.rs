@@ -17,9 +17,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use hub::{Authenticator, Credential, Principal};
-use std::sync::Arc;
 
-use settings::TokenVerifier;
 
 /// Makes the kernel drop a connection whose peer has acknowledged nothing we sent for `after`
 /// (`TCP_USER_TIMEOUT`, inherited by every accepted socket). This is what finally frees a client
@@ -32,31 +30,20 @@ pub fn drop_unresponsive_peers(listener: &TcpListener, after: Duration) {
 
 /// The hub authenticator: tokens are checked by the verifier (from memory while the store is
 /// unchanged, else on the blocking pool), tickets are taken from the ticket book (one use each).
-pub fn authenticator(tokens: Arc<TokenVerifier>, tickets: Tickets) -> Authenticator {
+pub fn authenticator(tokens: crate::edge::auth::Tokens, tickets: Tickets) -> Authenticator {
     Authenticator::new_async(move |credential: Credential| {
         let tokens = tokens.clone();
         let tickets = tickets.clone();
         async move {
             match credential {
                 Credential::Ticket(t) => tickets.redeem(&t),
-                Credential::Token(t) => {
-                    if let Some(info) = tokens.cached(&t) {
-                        return Some(Principal { name: info.name, role: info.role });
+                Credential::Token(t) => match tokens.verify(t).await {
+                    Ok(info) => info.map(|info| Principal { name: info.name, role: info.role }),
+                    Err(e) => {
+                        log::error!("verifying a WebSocket token failed: {e}");
+                        None
                     }
-                    let verified = tokio::task::spawn_blocking(move || tokens.verify(&t)).await;
-                    match verified {
-                        Ok(Ok(Some(info))) => Some(Principal { name: info.name, role: info.role }),
-                        Ok(Ok(None)) => None,
-                        Ok(Err(e)) => {
-                            log::error!("verifying a WebSocket token failed: {e}");
-                            None
-                        }
-                        Err(e) => {
-                            log::error!("verifying a WebSocket token failed: {e}");
-                            None
-                        }
-                    }
-                }
+                },
             }
         }
     })

@@ -31,9 +31,9 @@ pub(crate) async fn action(
         return Err(Problem::NotFound.into());
     }
     let entry = match action.as_str() {
-        "start" => state.supervisor.start_service(&name).await?,
-        "stop" => state.supervisor.stop_service(&name).await?,
-        "restart" => state.supervisor.restart_service(&name).await?,
+        "start" => state.supervisor()?.start_service(&name).await?,
+        "stop" => state.supervisor()?.stop_service(&name).await?,
+        "restart" => state.supervisor()?.restart_service(&name).await?,
         _ => return Err(Problem::NotFound.into()),
     };
     Ok(ctx.ok(entry))
@@ -59,6 +59,6 @@ pub(crate) async fn logs(
             Problem::invalid("tail", Reason::OutOfRange { min: "1".into(), max: MAX_TAIL.to_string() })
         })?,
     };
-    let lines = state.supervisor.logs(&name, tail)?;
+    let lines = state.supervisor()?.logs(&name, tail)?;
     Ok(ctx.ok(serde_json::json!({ "lines": lines })))
 }

@@ -34,7 +34,7 @@ fn with_etag(ctx: &RequestCtx, entry: &SettingEntry) -> HttpResponse {
 }
 
 pub(crate) async fn list(state: web::Data<AppState>, ctx: RequestCtx) -> Result<HttpResponse, ApiError> {
-    let store = state.settings.clone();
+    let store = state.store()?.clone();
     let all = web::block(move || store.list()).await??;
     Ok(ctx.ok(all))
 }
@@ -44,7 +44,7 @@ pub(crate) async fn get(
     ctx: RequestCtx,
     key: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let store = state.settings.clone();
+    let store = state.store()?.clone();
     let entry = web::block(move || store.get(&key)).await??;
     Ok(with_etag(&ctx, &entry))
 }
@@ -67,7 +67,7 @@ pub(crate) async fn put(
     let expected = if_match(&req)?;
     let bytes = body::read_limited(&req, payload, state.config.gateway.max_body_bytes).await?;
     let SettingPut { value } = body::decode(&bytes)?;
-    let store = state.settings.clone();
+    let store = state.store()?.clone();
     let key = key.into_inner();
     let entry = web::block(move || store.put(&key, value, expected)).await??;
     changed(&state, BTreeMap::from([(entry.key.clone(), entry.value.clone())])).await;
@@ -82,7 +82,7 @@ pub(crate) async fn put_batch(
 ) -> Result<HttpResponse, ApiError> {
     let bytes = body::read_limited(&req, payload, state.config.gateway.max_body_bytes).await?;
     let changes: serde_json::Map<String, serde_json::Value> = body::decode(&bytes)?;
-    let store = state.settings.clone();
+    let store = state.store()?.clone();
     let entries = web::block(move || store.put_batch(&changes)).await??;
     changed(&state, entries.iter().map(|(k, e)| (k.clone(), e.value.clone())).collect()).await;
     Ok(ctx.ok(entries))
@@ -95,7 +95,7 @@ pub(crate) async fn reset(
     key: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let expected = if_match(&req)?;
-    let store = state.settings.clone();
+    let store = state.store()?.clone();
     let key = key.into_inner();
     let entry = web::block(move || store.reset(&key, expected)).await??;
     changed(&state, BTreeMap::from([(entry.key.clone(), entry.value.clone())])).await;
@@ -113,5 +113,7 @@ async fn changed(state: &web::Data<AppState>, changes: BTreeMap<String, serde_js
         &state.hub,
         serde_json::json!({ "kind": "settings_changed", "keys": changes.keys().collect::<Vec<_>>() }),
     );
-    state.propagation.changed(changes);
+    if let Some(propagation) = &state.propagation {
+        propagation.changed(changes);
+    }
 }

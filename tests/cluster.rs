@@ -1,0 +1,336 @@
+//! A cluster (SPEC §13) of real orchestrator processes sharing a real `redis-server`: a
+//! primary, an edge, and a second would-be primary. Linux only (the edge logic is portable; the
+//! test harness stops processes with signals).
+#![cfg(unix)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use awc::ws::{Frame, Message};
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A `redis-server` on a free port with its files in a temp dir, killed on drop.
+struct Redis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Redis {
+    async fn start() -> Redis {
+        let mut redis = Redis { port: free_port(), dir: tempfile::tempdir().unwrap(), child: None };
+        redis.restart().await;
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// (Re)starts it on the same port, without persistence (a restart loses everything).
+    async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (Debian: apt-get install redis-server)");
+        self.child = Some(child);
+        let port = self.port;
+        eventually("redis-server to accept connections", WAIT, || async move {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+        })
+        .await;
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn cluster_section(redis: &Redis, node: &str, role: &str, primary: Option<&TestApp>) -> String {
+    let primary_url = primary.map(|p| format!("primary_url = \"http://127.0.0.1:{}\"\n", p.port)).unwrap_or_default();
+    format!("\n[cluster]\nbroker = \"{}\"\nnode = \"{node}\"\nrole = \"{role}\"\n{primary_url}", redis.url())
+}
+
+async fn start_primary(redis: &Redis, service_port: u16) -> TestApp {
+    let config = format!(
+        "{}{}",
+        one_service("data", service_port, &[], "autostart = false\n"),
+        cluster_section(redis, "gw-1", "primary", None)
+    );
+    TestApp::spawn_with_env(&config, FAST).await
+}
+
+async fn start_edge(redis: &Redis, primary: &TestApp, node: &str) -> TestApp {
+    let mut edge = TestApp::spawn(&cluster_section(redis, node, "edge", Some(primary))).await;
+    edge.token = primary.token.clone();
+    edge
+}
+
+trait WsIo:
+    futures_util::Stream<Item = Result<Frame, awc::error::WsProtocolError>>
+    + futures_util::Sink<Message, Error = awc::error::WsProtocolError>
+    + Unpin
+{
+}
+impl<T> WsIo for T where
+    T: futures_util::Stream<Item = Result<Frame, awc::error::WsProtocolError>>
+        + futures_util::Sink<Message, Error = awc::error::WsProtocolError>
+        + Unpin
+{
+}
+
+/// A `/ws` client.
+struct Ws {
+    io: Box<dyn WsIo>,
+}
+
+impl Ws {
+    async fn open(app: &TestApp, token: &str) -> (Ws, Value) {
+        let (_, io) = awc::Client::default().ws(format!("ws://127.0.0.1:{}/ws", app.port)).connect().await.unwrap();
+        let mut ws = Ws { io: Box::new(io) };
+        ws.send(json!({"id": 1, "type": "auth", "token": token})).await;
+        let ok = ws.recv().await;
+        (ws, ok)
+    }
+
+    async fn send(&mut self, v: Value) {
+        self.io.send(Message::Text(v.to_string().into())).await.unwrap();
+    }
+
+    /// The next text frame (pings answered), or a panic after [`WAIT`].
+    async fn recv(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.io.next())
+                .await
+                .unwrap_or_else(|_| panic!("nothing received within {WAIT:?}"))
+                .expect("the socket closed")
+                .unwrap();
+            match frame {
+                Frame::Text(bytes) => return serde_json::from_slice(&bytes).unwrap(),
+                Frame::Ping(p) => self.io.send(Message::Pong(p)).await.unwrap(),
+                Frame::Close(reason) => panic!("closed: {reason:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// The next event of `topic`, skipping others (`system` events among them).
+    async fn event(&mut self, topic: &str) -> Value {
+        loop {
+            let v = self.recv().await;
+            if v["topic"] == topic && v.get("seq").is_some() {
+                return v;
+            }
+        }
+    }
+
+    async fn subscribe(&mut self, msg: Value) -> Value {
+        self.send(msg).await;
+        loop {
+            let v = self.recv().await;
+            if v["type"] == "subscribed" {
+                return v;
+            }
+        }
+    }
+}
+
+/// Waits until `api` answers `path` with `status`.
+async fn answers(api: &Api, path: &str, status: u16, what: &str) -> Reply {
+    eventually(what, WAIT, || async move {
+        let r = api.get(path).await;
+        (r.status == status).then_some(r)
+    })
+    .await
+}
+
+#[actix_rt::test]
+async fn an_edge_serves_with_the_primarys_tokens_and_sends_writes_to_the_primary() {
+    let redis = Redis::start().await;
+    let primary = start_primary(&redis, free_port()).await;
+    let edge = start_edge(&redis, &primary, "gw-2").await;
+
+    // The edge knows the primary's tokens (published as hashes), not others.
+    let r = answers(&edge.client(), "/api/services", 200, "the edge to accept the primary's token").await;
+    assert_eq!(r.data()[0]["name"], "data", "the service list is the primary's: {:?}", r.body);
+    edge.client().with_token("mt5_not-a-token").get("/api/services").await.assert_error(401, "unauthorized");
+    let health = edge.client().anonymous().get("/api/health").await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.data()["cluster"]["node"], "gw-2", "{:?}", health.body);
+    assert_eq!(health.data()["cluster"]["role"], "edge");
+
+    // A token created on the primary works on the edge; once revoked, it stops working there.
+    let viewer = primary.create_token("late-viewer", "viewer");
+    answers(&edge.client().with_token(&viewer), "/api/settings", 200, "a new token to work on the edge").await;
+    let out = Command::new(exe())
+        .arg("--data-dir")
+        .arg(primary.data_dir())
+        .args(["token", "revoke", "late-viewer"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    answers(&edge.client().with_token(&viewer), "/api/settings", 401, "a revoked token to stop working on the edge")
+        .await;
+
+    // A settings write sent to the edge is made on the primary, with the caller's token.
+    let put = edge.client().json("PUT", "/api/settings/risk.max_volume", &json!({"value": 2.5})).await;
+    assert_eq!(put.status, 200, "{:?}", put.body);
+    let read = primary.client().get("/api/settings/risk.max_volume").await;
+    assert_eq!(read.data()["value"], 2.5, "{:?}", read.body);
+    let denied = edge.client().with_token(&primary.create_token("v2", "viewer"));
+    let denied = eventually("the viewer token to reach the edge", WAIT, || {
+        let denied = &denied;
+        async move {
+            let r = denied.json("PUT", "/api/settings/risk.max_volume", &json!({"value": 3})).await;
+            (r.status != 401).then_some(r)
+        }
+    })
+    .await;
+    denied.assert_error(403, "forbidden");
+
+    // A lifecycle command sent to the edge starts the service on the primary.
+    let started = edge.client().post("/api/services/data/start").await;
+    assert_eq!(started.status, 200, "{:?}", started.body);
+    primary.client().wait_status("data", "running", WAIT).await;
+
+    // A second primary on the same broker refuses to start, naming the holder.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("orchestrator.toml");
+    std::fs::write(&config, cluster_section(&redis, "gw-3", "primary", None)).unwrap();
+    let out = Command::new(exe())
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--bind")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a second primary started");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("gw-1"), "the refusal names the holder: {stderr}");
+
+    // The primary gone: the edge still answers, and a write names the primary.
+    let mut primary = primary;
+    primary.signal_and_wait(nix::sys::signal::Signal::SIGTERM, WAIT);
+    let health = edge.client().anonymous().get("/api/health").await;
+    assert_eq!(health.status, 200);
+    let r = edge.client().json("PUT", "/api/settings/risk.max_volume", &json!({"value": 1})).await;
+    r.assert_error(503, "service_unavailable");
+    assert!(r.body["error"].as_str().unwrap().contains("primary"), "{:?}", r.body);
+}
+
+#[actix_rt::test]
+async fn every_node_delivers_the_same_seq_and_replays_what_another_node_delivered() {
+    let redis = Redis::start().await;
+    let primary = start_primary(&redis, free_port()).await;
+    let edge = start_edge(&redis, &primary, "gw-2").await;
+    let ingest = primary.client().with_token(&primary.create_token("feeder", "service"));
+    answers(&edge.client(), "/api/health", 200, "the edge").await;
+    let token = primary.token.clone();
+    let (mut on_primary, ok_p) = Ws::open(&primary, &token).await;
+    let mut on_edge = eventually("the edge to accept the token on /ws", WAIT, || {
+        let (edge, token) = (&edge, token.clone());
+        async move {
+            let (ws, ok) = Ws::open(edge, &token).await;
+            (ok["type"] == "auth_ok").then_some(ws)
+        }
+    })
+    .await;
+    assert_eq!(ok_p["type"], "auth_ok", "{ok_p}");
+    on_primary.subscribe(json!({"id": 2, "type": "subscribe", "topics": ["position:EURUSD"]})).await;
+    on_edge.subscribe(json!({"id": 2, "type": "subscribe", "topics": ["position:EURUSD"]})).await;
+
+    let publish = |n: u64| {
+        let ingest = &ingest;
+        async move {
+            let r = ingest
+                .json("POST", "/api/events", &json!([{"type": "position", "topic": "position:EURUSD", "data": {"n": n}}]))
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+        }
+    };
+    let mut seen = Vec::new();
+    for n in 1..=3 {
+        publish(n).await;
+        let a = on_primary.event("position:EURUSD").await;
+        let b = on_edge.event("position:EURUSD").await;
+        assert_eq!((&a["seq"], &a["epoch"], &a["data"]), (&b["seq"], &b["epoch"], &b["data"]), "same event everywhere");
+        seen.push(a);
+    }
+    let epoch = seen[0]["epoch"].as_str().unwrap().to_owned();
+    let seqs: Vec<u64> = seen.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, vec![seqs[0], seqs[0] + 1, seqs[0] + 2], "one order: {seqs:?}");
+
+    // A client of the primary that saw the first event moves to the edge: exactly the missed ones.
+    drop(on_primary);
+    let (mut moved, _) = Ws::open(&edge, &token).await;
+    let sub = moved
+        .subscribe(json!({"id": 3, "type": "subscribe", "topics": ["position:EURUSD"],
+            "since": {"position:EURUSD": seqs[0]}, "epoch": epoch}))
+        .await;
+    assert_eq!(sub["recovered"]["position:EURUSD"], true, "{sub}");
+    for want in &seen[1..] {
+        let got = moved.event("position:EURUSD").await;
+        assert_eq!((&got["seq"], &got["data"]), (&want["seq"], &want["data"]));
+    }
+
+    // Redis killed: REST keeps answering everywhere, and the primary's own clients still get events.
+    let mut redis = redis;
+    let (mut local, _) = Ws::open(&primary, &token).await;
+    local.subscribe(json!({"id": 4, "type": "subscribe", "topics": ["position:EURUSD", "system"]})).await;
+    redis.kill();
+    loop {
+        let v = local.recv().await;
+        if v["topic"] == "system" && v["data"]["event"] == "broker_down" {
+            break;
+        }
+    }
+    assert_eq!(primary.client().get("/api/services").await.status, 200);
+    assert_eq!(edge.client().anonymous().get("/api/health").await.status, 200);
+    publish(4).await;
+    let during = local.event("position:EURUSD").await;
+    assert_eq!(during["data"]["n"], 4);
+    assert_ne!(during["epoch"], epoch.as_str(), "no seq of the shared epoch is invented during the outage");
+
+    // Redis back (empty): edge clients get events again, under a new epoch; the old one is not
+    // recovered.
+    redis.restart().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let fresh = loop {
+        assert!(std::time::Instant::now() < deadline, "events never reached the edge again");
+        publish(5).await;
+        if let Ok(v) = tokio::time::timeout(Duration::from_secs(1), on_edge.event("position:EURUSD")).await
+            && v["data"]["n"] == 5
+        {
+            break v;
+        }
+    };
+    assert_ne!(fresh["epoch"], epoch.as_str(), "Redis lost its data: a new epoch");
+    let (mut late, _) = Ws::open(&edge, &token).await;
+    let sub = late
+        .subscribe(json!({"id": 5, "type": "subscribe", "topics": ["position:EURUSD"],
+            "since": {"position:EURUSD": seqs[2]}, "epoch": epoch}))
+        .await;
+    assert_eq!(sub["recovered"]["position:EURUSD"], false, "{sub}");
+}
