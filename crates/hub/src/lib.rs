@@ -81,6 +81,7 @@
 //! | 4008 | [`close_code::SLOW_CONSUMER`] | the client's queue overflowed with non-tick events |
 //! | 4009 | [`close_code::POLICY_VIOLATION`] | flood: more than `flood_messages` messages per `flood_window_ms` |
 
+mod cluster;
 mod config;
 mod connection;
 mod error;
@@ -92,6 +93,7 @@ pub mod protocol;
 mod queue;
 mod task;
 
+pub use cluster::{BrokerConfig, BrokerState};
 pub use config::HubConfig;
 pub use connection::{Action, AuthFuture, Authenticator, Connection};
 pub use error::{HubError, ProtocolError};
