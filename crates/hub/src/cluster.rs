@@ -219,6 +219,8 @@ impl BrokerTask {
         let mut pending: Vec<Prepared> = Vec::new();
         // Whether `broker_down` was announced (so the next connection announces `broker_up`).
         let mut down = false;
+        // The local epoch in use while the broker is down.
+        let mut local: Option<Arc<str>> = None;
         loop {
             if self.hub().is_none() {
                 return;
@@ -231,9 +233,6 @@ impl BrokerTask {
                 Ok(session) => {
                     backoff = BACKOFF_MIN;
                     log::info!("hub broker {}: connected, epoch {}", self.url_redacted, session.epoch);
-                    if !self.set_epoch(session.epoch.clone()) {
-                        return;
-                    }
                     if let Some(link) = self.link.upgrade() {
                         link.set(true);
                     }
@@ -259,12 +258,17 @@ impl BrokerTask {
             if let Some(link) = self.link.upgrade() {
                 link.set(false);
             }
-            if !down {
-                let local: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
-                log::warn!("hub broker {}: down, local epoch {local}", self.url_redacted);
-                if !self.set_epoch(local) {
+            // (Also after a failed bootstrap, which may already have switched to a Redis epoch.)
+            let current = self.epoch.read().clone();
+            if local.as_ref() != Some(&current) {
+                let fresh: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
+                log::warn!("hub broker {}: down, local epoch {fresh}", self.url_redacted);
+                if !self.set_epoch(fresh.clone()) {
                     return;
                 }
+                local = Some(fresh);
+            }
+            if !down {
                 down = true;
                 pending.extend(self.notice("broker_down"));
             }
@@ -320,6 +324,10 @@ impl BrokerTask {
             .map_err(|e| e.to_string())?;
         let (_sink, events) = pubsub.split();
         let mut session = Session { con: con.clone(), events, epoch_key, epoch, last: HashMap::new() };
+        // The hub must be under this epoch before the bootstrap is delivered.
+        if !self.set_epoch(session.epoch.clone()) {
+            return Err("the hub has stopped".to_owned());
+        }
         // Bootstrap: every topic's stream of this epoch, in order.
         let pattern = format!("{}:hub:{}:t:*", self.broker.namespace, session.epoch);
         let prefix_len = pattern.len() - 1;
