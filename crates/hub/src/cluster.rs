@@ -529,3 +529,16 @@ impl BrokerTask {
 fn prefix16(s: &str) -> &str {
     s.get(..16).unwrap_or(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn the_password_is_removed() {
+        assert_eq!(redact("redis://:secret@10.0.0.5:6379/0"), "redis://10.0.0.5:6379/0");
+        assert_eq!(redact("redis://user:secret@host/1"), "redis://user@host/1");
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact("rediss://u:p@h:1/2?x=y"), "rediss://u@h:1/2?x=y");
+    }
+}
