@@ -449,7 +449,35 @@ impl BrokerTask {
                     Some(batch) => queue = batch,
                     None => return Ended::Stopped,
                 },
-                _ = check.tick() => if self.hub().is_none() { return Ended::Stopped },
+                _ = check.tick() => {
+                    if self.hub().is_none() {
+                        return Ended::Stopped;
+                    }
+                    if let Some(ended) = self.probe(&mut session).await {
+                        return ended;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Once a second: is Redis still there (a silent network loss never ends the subscription)
+    /// and is the epoch key still ours (`FLUSHALL`, even on a node that is not publishing)?
+    async fn probe(&self, session: &mut Session) -> Option<Ended> {
+        let key = format!("{}:hub:epoch", self.broker.namespace);
+        let mut get = redis::cmd("GET");
+        get.arg(&key);
+        let got = tokio::time::timeout(TIMEOUT, get.query_async::<Option<String>>(&mut session.con)).await;
+        match got {
+            Ok(Ok(Some(k))) if k == session.epoch_key => None,
+            Ok(Ok(_)) => Some(Ended::EpochChanged(Vec::new())),
+            Ok(Err(e)) => {
+                log::warn!("hub broker {}: probe failed: {e}", self.url_redacted);
+                Some(Ended::Down(Vec::new()))
+            }
+            Err(_) => {
+                log::warn!("hub broker {}: probe timed out", self.url_redacted);
+                Some(Ended::Down(Vec::new()))
             }
         }
     }

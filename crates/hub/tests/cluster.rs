@@ -265,3 +265,25 @@ async fn a_broker_outage_means_a_local_epoch_then_a_new_shared_one() {
     let sub = subscribe_since(&b, &c, "position:X", 1, &before).await;
     assert_eq!(sub.recovered.get("position:X"), Some(&false));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushall_gives_every_node_a_new_epoch() {
+    let redis = Redis::start().await;
+    let a = clustered(&redis, "a").await;
+    let b = clustered(&redis, "b").await;
+    let mut cb = client(&b, &["position"]).await;
+    publish(&a, "position:X", json!({"i": 1}));
+    assert_eq!(next_event(&mut cb).await.seq, 1);
+    let before = a.epoch();
+
+    let mut con = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("FLUSHALL").query_async::<()>(&mut con).await.unwrap();
+    until("both nodes under a new shared epoch", || async {
+        a.epoch() != before && a.epoch() == b.epoch() && a.broker_state().unwrap().connected
+    })
+    .await;
+    let after = a.epoch();
+    publish(&a, "position:X", json!({"i": 2}));
+    let e = next_event(&mut cb).await;
+    assert_eq!((e.seq, e.epoch.as_str(), e.data), (1, &*after, json!({"i": 2})));
+}
