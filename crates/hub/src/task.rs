@@ -479,3 +479,37 @@ impl HubTask {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(seq: u64) -> String {
+        ingest::frame_text(
+            EventType::Position,
+            "position:X",
+            seq,
+            "e",
+            r#","timestamp":"2026-01-01T00:00:00Z","data":{}}"#,
+        )
+    }
+
+    #[test]
+    fn delivered_duplicates_are_ignored_and_a_gap_is_never_replayed_in_part() {
+        let mut task = HubTask::new(Arc::new(HubConfig::default()), Arc::from("e"));
+        let t = Topic::parse("position:X").unwrap_or_else(|_| unreachable!());
+        task.deliver(t.clone(), 1, "e", frame(1));
+        task.deliver(t.clone(), 2, "e", frame(2));
+        task.deliver(t.clone(), 2, "e", frame(2));
+        task.deliver(t.clone(), 3, "another", frame(3));
+        let r = task.replay(&t, 0, Some("e"));
+        assert_eq!((r.recovered, r.frames.len()), (true, 2));
+        task.deliver(t.clone(), 5, "e", frame(5));
+        assert!(!task.replay(&t, 2, None).recovered, "3 and 4 are missing");
+        let r = task.replay(&t, 4, None);
+        assert_eq!((r.recovered, r.frames.iter().filter_map(Frame::seq).collect::<Vec<_>>()), (true, vec![5]));
+        task.handle(Command::SetEpoch { epoch: Arc::from("f") });
+        assert!(!task.replay(&t, 5, Some("f")).recovered, "a new epoch forgets every seq");
+        assert_eq!(task.totals.events_published, 3);
+    }
+}
