@@ -197,9 +197,18 @@ impl BrokerTask {
         self.hub().is_some_and(|tx| tx.send(cmd).is_ok())
     }
 
-    fn set_epoch(&self, epoch: Arc<str>) -> bool {
-        *self.epoch.write() = epoch.clone();
-        self.send_hub(Command::SetEpoch { epoch })
+    /// Switches the hub to `epoch` and its publishes to Redis (`up`) or to the hub task. Under
+    /// the epoch's write lock, which [`HubHandle`]'s publishes hold for reading while they pick
+    /// a sequencer: no event reaches the hub task under the shared epoch, none under a stale one.
+    fn set_epoch(&self, epoch: Arc<str>, up: bool) -> bool {
+        let mut guard = self.epoch.write();
+        if let Some(link) = self.link.upgrade() {
+            link.set(up);
+        }
+        *guard = epoch.clone();
+        let sent = self.send_hub(Command::SetEpoch { epoch });
+        drop(guard);
+        sent
     }
 
     fn notice(&self, event: &str) -> Option<Prepared> {
@@ -233,9 +242,6 @@ impl BrokerTask {
                 Ok(session) => {
                     backoff = BACKOFF_MIN;
                     log::info!("hub broker {}: connected, epoch {}", self.url_redacted, session.epoch);
-                    if let Some(link) = self.link.upgrade() {
-                        link.set(true);
-                    }
                     if down && let Some(up) = self.notice("broker_up") {
                         pending.push(up);
                     }
@@ -255,15 +261,12 @@ impl BrokerTask {
                 Err(e) => log::warn!("hub broker {}: unreachable: {e}", self.url_redacted),
             }
             // Down: a local epoch of our own, so no seq of the shared one is invented.
-            if let Some(link) = self.link.upgrade() {
-                link.set(false);
-            }
             // (Also after a failed bootstrap, which may already have switched to a Redis epoch.)
             let current = self.epoch.read().clone();
             if local.as_ref() != Some(&current) {
                 let fresh: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
                 log::warn!("hub broker {}: down, local epoch {fresh}", self.url_redacted);
-                if !self.set_epoch(fresh.clone()) {
+                if !self.set_epoch(fresh.clone(), false) {
                     return;
                 }
                 local = Some(fresh);
@@ -325,7 +328,7 @@ impl BrokerTask {
         let (_sink, events) = pubsub.split();
         let mut session = Session { con: con.clone(), events, epoch_key, epoch, last: HashMap::new() };
         // The hub must be under this epoch before the bootstrap is delivered.
-        if !self.set_epoch(session.epoch.clone()) {
+        if !self.set_epoch(session.epoch.clone(), true) {
             return Err("the hub has stopped".to_owned());
         }
         // Bootstrap: every topic's stream of this epoch, in order.

@@ -264,14 +264,16 @@ impl HubHandle {
 
     /// Sends a prepared event to its sequencer: the broker while it is up, else the hub task.
     fn dispatch(&self, prepared: Vec<Prepared>) -> Result<(), HubError> {
-        let prepared = match &self.cluster {
-            Some(link) => match link.offer(prepared) {
-                Ok(()) => return Ok(()),
-                Err(back) => back,
-            },
-            None => prepared,
-        };
-        let mut prepared = prepared;
+        let Some(link) = &self.cluster else { return self.publish_locally(prepared) };
+        // Held while the sequencer is picked, so an epoch switch never falls in between.
+        let _epoch = self.epoch.read();
+        match link.offer(prepared) {
+            Ok(()) => Ok(()),
+            Err(back) => self.publish_locally(back),
+        }
+    }
+
+    fn publish_locally(&self, mut prepared: Vec<Prepared>) -> Result<(), HubError> {
         match prepared.len() {
             0 => Ok(()),
             1 => match prepared.pop() {
