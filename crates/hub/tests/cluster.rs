@@ -287,3 +287,32 @@ async fn a_flushall_gives_every_node_a_new_epoch() {
     let e = next_event(&mut cb).await;
     assert_eq!((e.seq, e.epoch.as_str(), e.data), (1, &*after, json!({"i": 2})));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_is_a_local_hub_and_its_password_is_never_shown() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("redis://:secret@127.0.0.1:{closed}/0");
+    let hub = Hub::start_clustered(HubConfig::default(), BrokerConfig::new(url, "lonely"));
+    // The notice may come before the client: `since` 0 replays it in that case.
+    let mut c = client(&hub, &["position"]).await;
+    let request = SubscribeRequest {
+        patterns: vec![TopicPattern::parse("system").unwrap()],
+        since: BTreeMap::from([(topic("system"), 0)]),
+        ..Default::default()
+    };
+    hub.subscribe(&c.id, request).await.unwrap();
+    let down = next_notice(&mut c, "broker_down").await;
+    assert_eq!(down.data["node"], "lonely");
+    let state = hub.broker_state().unwrap();
+    assert_eq!((state.connected, state.epoch_source), (false, "local"));
+    assert_eq!(state.url_redacted, format!("redis://127.0.0.1:{closed}/0"));
+    assert!(!serde_json::to_string(&state).unwrap().contains("secret"));
+    publish(&hub, "position:X", json!({"i": 1}));
+    let e = next_event(&mut c).await;
+    assert_eq!((e.seq, e.epoch.as_str()), (1, &*hub.epoch()));
+
+    let bad = Hub::start_clustered(HubConfig::default(), BrokerConfig::new("not a url", "bad"));
+    let mut c = client(&bad, &["position"]).await;
+    publish(&bad, "position:X", json!({}));
+    assert_eq!(next_event(&mut c).await.seq, 1);
+}
