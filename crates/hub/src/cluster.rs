@@ -99,7 +99,7 @@ impl ClusterLink {
 
     fn set(&self, connected: bool) {
         let mut state = self.state.lock();
-        if state.connected != connected || state.epoch_source.is_empty() {
+        if state.connected != connected {
             state.connected = connected;
             state.since = gateway_core::now_rfc3339();
         }
