@@ -277,7 +277,7 @@ impl Connection {
         match self.hub.connect(info).await {
             Ok(session) => {
                 let ping_ms = u64::try_from(self.hub.config().ping_interval.as_millis()).unwrap_or(u64::MAX);
-                let frame = protocol::auth_ok(id.as_ref(), &session.id, ping_ms, self.hub.epoch());
+                let frame = protocol::auth_ok(id.as_ref(), &session.id, ping_ms, &self.hub.epoch());
                 let now = Instant::now();
                 self.next_ping = now + self.hub.config().ping_interval;
                 self.last_activity = now;

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use gateway_core::{Event, EventType, FieldError, Role, Topic, TopicPattern};
+use parking_lot::RwLock;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cluster::{self, BrokerConfig, BrokerState, ClusterLink};
 use crate::config::HubConfig;
 use crate::error::HubError;
 use crate::frame::{Frame, Outbound};
@@ -26,14 +28,31 @@ impl Hub {
     /// returns its handle. The task ends after [`HubHandle::shutdown`], or when every handle and
     /// every client session is gone.
     pub fn start(config: HubConfig) -> HubHandle {
+        let handle = Hub::spawn(config);
+        log::info!("hub started, epoch {}", handle.epoch());
+        handle
+    }
+
+    /// Spawns the hub task and its broker task (see the crate docs, "Cluster"): events are
+    /// sequenced in Redis and delivered to the clients of every node sharing `broker`. The hub
+    /// starts under a local epoch and switches to the Redis epoch once connected; while Redis is
+    /// unreachable it goes on under a local epoch. Never fails: a bad URL is a broker that is down.
+    pub fn start_clustered(config: HubConfig, broker: BrokerConfig) -> HubHandle {
+        let mut handle = Hub::spawn(config);
+        log::info!("hub started (cluster node {}), local epoch {}", broker.node, handle.epoch());
+        let cluster = cluster::start(broker, handle.clone());
+        handle.cluster = Some(cluster);
+        handle
+    }
+
+    fn spawn(config: HubConfig) -> HubHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let epoch: Arc<str> = Arc::from(uuid::Uuid::new_v4().simple().to_string());
         let config = Arc::new(config);
         let counters = Arc::new(Counters::default());
         let task = HubTask::new(config.clone(), epoch.clone());
         tokio::spawn(task.run(rx));
-        log::info!("hub started, epoch {epoch}");
-        HubHandle { tx, epoch, config, counters }
+        HubHandle { tx, epoch: Arc::new(RwLock::new(epoch)), config, counters, cluster: None }
     }
 }
 
@@ -48,6 +67,17 @@ pub(crate) struct Counters {
 pub(crate) enum Command {
     Publish(Prepared),
     PublishMany(Vec<Prepared>),
+    /// An event sequenced elsewhere (Redis): store and fan out unless it is a duplicate.
+    Deliver {
+        topic: Topic,
+        seq: u64,
+        epoch: Arc<str>,
+        text: String,
+    },
+    /// Switches to another epoch, forgetting every topic's ring, latest event and `seq`.
+    SetEpoch {
+        epoch: Arc<str>,
+    },
     /// `tx` and `counters` let the task build the session itself, so a session lost on the
     /// way back (the caller gave up) still unregisters on drop.
     Connect {
@@ -207,22 +237,51 @@ pub struct Replay {
 /// The handle to the hub task: cheap to clone, `Send + Sync`.
 #[derive(Clone)]
 pub struct HubHandle {
-    tx: mpsc::UnboundedSender<Command>,
-    epoch: Arc<str>,
+    pub(crate) tx: mpsc::UnboundedSender<Command>,
+    pub(crate) epoch: Arc<RwLock<Arc<str>>>,
     config: Arc<HubConfig>,
     counters: Arc<Counters>,
+    cluster: Option<Arc<ClusterLink>>,
 }
 
 impl std::fmt::Debug for HubHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HubHandle").field("epoch", &self.epoch).finish_non_exhaustive()
+        f.debug_struct("HubHandle").field("epoch", &self.epoch()).finish_non_exhaustive()
     }
 }
 
 impl HubHandle {
-    /// The hub's epoch: a new random id at every start.
-    pub fn epoch(&self) -> &str {
-        &self.epoch
+    /// The hub's current epoch: a new random id at every start; in a cluster, the Redis epoch
+    /// while the broker is reachable and a local one while it is not.
+    pub fn epoch(&self) -> Arc<str> {
+        self.epoch.read().clone()
+    }
+
+    /// The broker's state (`None` on a single node), for `/api/health`.
+    pub fn broker_state(&self) -> Option<BrokerState> {
+        self.cluster.as_ref().map(|c| c.state())
+    }
+
+    /// Sends a prepared event to its sequencer: the broker while it is up, else the hub task.
+    fn dispatch(&self, prepared: Vec<Prepared>) -> Result<(), HubError> {
+        let Some(link) = &self.cluster else { return self.publish_locally(prepared) };
+        // Held while the sequencer is picked, so an epoch switch never falls in between.
+        let _epoch = self.epoch.read();
+        match link.offer(prepared) {
+            Ok(()) => Ok(()),
+            Err(back) => self.publish_locally(back),
+        }
+    }
+
+    fn publish_locally(&self, mut prepared: Vec<Prepared>) -> Result<(), HubError> {
+        match prepared.len() {
+            0 => Ok(()),
+            1 => match prepared.pop() {
+                Some(p) => self.send(Command::Publish(p)),
+                None => Ok(()),
+            },
+            _ => self.send(Command::PublishMany(prepared)),
+        }
     }
 
     /// The hub's configuration.
@@ -243,15 +302,15 @@ impl HubHandle {
     /// Publishes an event without waiting. The payload is serialised here, once; the hub task
     /// assigns the topic's next `seq` and fans the frame out. `timestamp` defaults to now.
     pub fn publish(&self, ty: EventType, topic: Topic, data: Value, timestamp: Option<String>) -> Result<(), HubError> {
-        let prepared = ingest::prepare(&self.epoch, self.config.max_message_bytes, ty, topic, &data, timestamp)?;
-        self.send(Command::Publish(prepared))
+        let prepared = ingest::prepare(self.config.max_message_bytes, ty, topic, &data, timestamp)?;
+        self.dispatch(vec![prepared])
     }
 
     /// Validates and publishes one ingest item `{type, topic?, data, timestamp?}`; the error
     /// names the offending field.
     pub fn publish_raw(&self, item: Value) -> Result<(), HubError> {
         let prepared = self.prepare_raw(item)?;
-        self.send(Command::Publish(prepared))
+        self.dispatch(vec![prepared])
     }
 
     /// Validates every item of a batch, then publishes them all in order (all or nothing).
@@ -269,14 +328,14 @@ impl HubHandle {
             .collect::<Result<Vec<_>, _>>()?;
         let n = prepared.len();
         if n > 0 {
-            self.send(Command::PublishMany(prepared))?;
+            self.dispatch(prepared)?;
         }
         Ok(n)
     }
 
     fn prepare_raw(&self, item: Value) -> Result<Prepared, HubError> {
         let raw = ingest::validate_raw(item)?;
-        Ok(ingest::prepare(&self.epoch, self.config.max_message_bytes, raw.ty, raw.topic, &raw.data, raw.timestamp)?)
+        Ok(ingest::prepare(self.config.max_message_bytes, raw.ty, raw.topic, &raw.data, raw.timestamp)?)
     }
 
     /// Registers a client and returns its session. The registration lasts as long as the
@@ -310,8 +369,9 @@ impl HubHandle {
     /// `{"type":"system","topic":"system","epoch":…,"timestamp":…,"data":…,"direct":true}`
     /// (no `seq`: it is not part of the topic's sequence).
     pub async fn send_to(&self, client_id: &str, data: Value) -> Result<(), HubError> {
-        let tail = ingest::tail(&self.epoch, self.config.max_message_bytes, &data, None, true)?;
-        let frame = Frame::reply(format!("{{\"type\":\"system\",\"topic\":\"system\"{tail}"));
+        let tail = ingest::tail(self.config.max_message_bytes, &data, None, true)?;
+        let epoch = self.epoch();
+        let frame = Frame::reply(format!("{{\"type\":\"system\",\"topic\":\"system\",\"epoch\":\"{epoch}\"{tail}"));
         let client_id = client_id.to_owned();
         self.ask(|reply| Command::SendTo { client_id, frame, reply }).await?
     }

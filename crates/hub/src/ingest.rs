@@ -9,19 +9,22 @@ use serde_json::Value;
 pub(crate) struct Prepared {
     pub(crate) ty: EventType,
     pub(crate) topic: Topic,
-    /// `,"epoch":…,"timestamp":…,"data":…}`
+    /// `,"timestamp":…,"data":…}` (the sequencer inserts `seq` and `epoch`)
     pub(crate) tail: String,
 }
 
-/// The frame text of an event: `{"type":…,"topic":…,"seq":…` followed by the prepared tail.
-pub(crate) fn frame_text(ty: EventType, topic: &str, seq: u64, tail: &str) -> String {
+/// The frame text of an event: `{"type":…,"topic":…,"seq":…,"epoch":…` followed by the prepared tail.
+pub(crate) fn frame_text(ty: EventType, topic: &str, seq: u64, epoch: &str, tail: &str) -> String {
     use std::fmt::Write as _;
-    let mut text = String::with_capacity(48 + topic.len() + tail.len());
+    let mut text = String::with_capacity(60 + topic.len() + epoch.len() + tail.len());
     text.push_str("{\"type\":\"");
     text.push_str(ty.as_str());
     text.push_str("\",\"topic\":\"");
     text.push_str(topic);
     let _ = write!(text, "\",\"seq\":{seq}");
+    text.push_str(",\"epoch\":\"");
+    text.push_str(epoch);
+    text.push('"');
     text.push_str(tail);
     text
 }
@@ -35,7 +38,6 @@ pub(crate) fn check_timestamp(ts: &str) -> Result<(), FieldError> {
 
 /// Serialises the payload (checking its size) and the rest of the frame after `seq`.
 pub(crate) fn prepare(
-    epoch: &str,
     max_bytes: usize,
     ty: EventType,
     topic: Topic,
@@ -45,13 +47,12 @@ pub(crate) fn prepare(
     if topic.event_type() != ty {
         return Err(FieldError::new("topic", Reason::InvalidTopic));
     }
-    let tail = tail(epoch, max_bytes, data, timestamp, false)?;
+    let tail = tail(max_bytes, data, timestamp, false)?;
     Ok(Prepared { ty, topic, tail })
 }
 
-/// `,"epoch":…,"timestamp":…,"data":…` and, for targeted messages, `,"direct":true`, then `}`.
+/// `,"timestamp":…,"data":…` and, for targeted messages, `,"direct":true`, then `}`.
 pub(crate) fn tail(
-    epoch: &str,
     max_bytes: usize,
     data: &Value,
     timestamp: Option<String>,
@@ -69,10 +70,8 @@ pub(crate) fn tail(
         return Err(FieldError::new("data", Reason::TooLong { max: max_bytes }));
     }
     let timestamp = serde_json::to_string(&timestamp).map_err(|_| FieldError::new("timestamp", Reason::Malformed))?;
-    let mut tail = String::with_capacity(48 + epoch.len() + timestamp.len() + data.len());
-    tail.push_str(",\"epoch\":\"");
-    tail.push_str(epoch);
-    tail.push_str("\",\"timestamp\":");
+    let mut tail = String::with_capacity(32 + timestamp.len() + data.len());
+    tail.push_str(",\"timestamp\":");
     tail.push_str(&timestamp);
     tail.push_str(",\"data\":");
     tail.push_str(&data);
@@ -145,7 +144,6 @@ mod tests {
     #[test]
     fn frame_text_is_an_event() {
         let p = prepare(
-            "ep",
             1024,
             EventType::Tick,
             Topic::parse("tick:EURUSD").unwrap(),
@@ -153,7 +151,7 @@ mod tests {
             Some("2026-01-02T03:04:05.678Z".into()),
         )
         .unwrap();
-        let text = frame_text(p.ty, p.topic.as_str(), 42, &p.tail);
+        let text = frame_text(p.ty, p.topic.as_str(), 42, "ep", &p.tail);
         let event: gateway_core::Event = serde_json::from_str(&text).unwrap();
         assert_eq!(event.seq, 42);
         assert_eq!(event.epoch, "ep");

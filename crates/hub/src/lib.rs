@@ -65,6 +65,55 @@
 //! * Replies, replayed events and the latest tick sent on subscribe are queued *in order* with
 //!   the live events but do not count against the bound.
 //!
+//! # Cluster
+//!
+//! [`Hub::start_clustered`] (SPEC §13) adds a *broker task* next to the hub task, so several
+//! processes sharing one Redis ([`BrokerConfig`]) give a client the same `seq` and epoch
+//! whichever node it is connected to. [`Hub::start`] is the single node, unchanged.
+//!
+//! **Keys** (`{ns}` = [`BrokerConfig::namespace`], default `orchestrator`; `{epoch}` = the
+//! 32-hex cluster epoch):
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `{ns}:hub:epoch` | string | the epoch key: a uuid written once (`SET NX`) at first use |
+//! | `{ns}:hub:{epoch}:seq` | hash | topic → last `seq`; never expires (a `seq` is never reused in an epoch) |
+//! | `{ns}:hub:{epoch}:t:{topic}` | stream | the topic's ring: entry id `<seq>-1`, field `f` = the frame text; `MAXLEN ~ ring_size`, `PEXPIRE` 2 × `ring_max_age` at every event |
+//! | `{ns}:hub:{epoch}:events` | pubsub channel | every event as `topic\nseq\nframe` |
+//!
+//! **Epoch rule:** on every (re)connection the node reads `run_id` from `INFO server`, does
+//! `SET {ns}:hub:epoch <uuid> NX` then `GET`s it; the epoch is the first 16 characters of that
+//! key followed by the first 16 of `run_id`. A Redis restart (new `run_id`: data may be lost or
+//! rolled back) or a `FLUSHALL` (new key) therefore always gives a new epoch, and every node
+//! derives the same one.
+//!
+//! **Sequencing:** publishing never waits. While the broker is up, prepared events (everything
+//! of the frame after `seq` and `epoch`) go on an unbounded channel; the broker task drains up to
+//! 256 and sends them in one pipeline of `EVALSHA` calls (1 s timeout). The Lua script, per
+//! event: return 0 unless `GET {ns}:hub:epoch` is the epoch key the node knows (the node then
+//! re-derives its epoch and sends the event again); `seq = HINCRBY …:seq topic 1`; build the
+//! frame text (`{"type":…,"topic":…,"seq":N,"epoch":…` + tail, byte for byte the single-node
+//! frame); `XADD` it to the topic's stream, `PEXPIRE` the stream, `PUBLISH` it; return `seq`.
+//!
+//! **Delivery:** every node, the publisher included, delivers events only from its subscription
+//! to the events channel, to the hub task (which stores and fans out exactly like a local
+//! publish). A `seq` at or below a topic's last is a duplicate and ignored; a gap the broker task
+//! notices is filled from the stream (`XRANGE`) when it still has the events, and a gap that
+//! reaches the hub task clears that topic's ring, so a replay across it answers
+//! `recovered: false`, never a partial replay. After each (re)connection the node subscribes,
+//! then loads every topic's stream of the epoch (`SCAN MATCH …:t:*`, `XREVRANGE COUNT
+//! ring_size`) before the live messages, so a node started later replays what came before it.
+//!
+//! **Faults:** Redis unreachable (connection refused or timed out, subscription ended, a pipeline
+//! failed or timed out): the hub switches to a **local epoch** (a new random id; every ring,
+//! latest event and `seq` is forgotten, so no `seq` of the shared epoch is invented), publishes
+//! go straight to the hub task (the failed batch too) and its clients get a local `system`
+//! event `{"event":"broker_down","node":…}`. The broker task reconnects with backoff (100 ms
+//! doubling to 5 s); once connected it switches to the (new) Redis epoch and publishes
+//! `{"event":"broker_up","node":…}` through Redis. Clients resuming with an older epoch get
+//! `recovered: false`. [`HubHandle::broker_state`] tells `/api/health` about it; logs name the
+//! URL without its password.
+//!
 //! # Close codes
 //!
 //! | code | constant | when |
@@ -81,6 +130,7 @@
 //! | 4008 | [`close_code::SLOW_CONSUMER`] | the client's queue overflowed with non-tick events |
 //! | 4009 | [`close_code::POLICY_VIOLATION`] | flood: more than `flood_messages` messages per `flood_window_ms` |
 
+mod cluster;
 mod config;
 mod connection;
 mod error;
@@ -92,6 +142,7 @@ pub mod protocol;
 mod queue;
 mod task;
 
+pub use cluster::{BrokerConfig, BrokerState};
 pub use config::HubConfig;
 pub use connection::{Action, AuthFuture, Authenticator, Connection};
 pub use error::{HubError, ProtocolError};

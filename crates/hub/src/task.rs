@@ -171,6 +171,12 @@ impl HubTask {
         match cmd {
             Command::Publish(p) => self.publish(p),
             Command::PublishMany(ps) => ps.into_iter().for_each(|p| self.publish(p)),
+            Command::Deliver { topic, seq, epoch, text } => self.deliver(topic, seq, &epoch, text),
+            Command::SetEpoch { epoch } => {
+                log::info!("hub: epoch {} -> {epoch}", self.epoch);
+                self.epoch = epoch;
+                self.topics.clear();
+            }
             Command::Connect { info, tx, counters, reply } => {
                 let (id, queue) = self.connect(info);
                 let session = ClientSession { id: id.to_string(), outbound: Outbox::new(id, queue, tx, counters) };
@@ -224,7 +230,40 @@ impl HubTask {
         let seq = state.next_seq;
         state.next_seq += 1;
         let name = state.name.clone();
-        let frame = Frame::event(ingest::frame_text(p.ty, &name, seq, &p.tail), name.clone(), seq, state.tick);
+        let text = ingest::frame_text(p.ty, &name, seq, &self.epoch, &p.tail);
+        let frame = Frame::event(text, name.clone(), seq, state.tick);
+        state.ring.push_back(Stored { seq, at: now, frame: frame.clone() });
+        state.expire(now, &self.config);
+        state.latest = Some(frame.clone());
+        self.totals.events_published += 1;
+        let key = name.split_once(':').map(|(_, k)| k);
+        self.fan_out(ti, &name, key, &frame);
+    }
+
+    /// An event sequenced by the broker: a `seq` already seen is a duplicate; a gap clears the
+    /// ring first, so a replay across it answers `recovered: false` rather than a partial one.
+    fn deliver(&mut self, topic: Topic, seq: u64, epoch: &str, text: String) {
+        if epoch != &*self.epoch || seq == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let ti = type_index(topic.event_type());
+        let state = match self.topics.entry(topic) {
+            MapEntry::Occupied(o) => o.into_mut(),
+            MapEntry::Vacant(v) => {
+                let state = TopicState::new(v.key());
+                v.insert(state)
+            }
+        };
+        if seq < state.next_seq {
+            return;
+        }
+        if seq > state.next_seq {
+            state.ring.clear();
+        }
+        state.next_seq = seq + 1;
+        let name = state.name.clone();
+        let frame = Frame::event(text, name.clone(), seq, state.tick);
         state.ring.push_back(Stored { seq, at: now, frame: frame.clone() });
         state.expire(now, &self.config);
         state.latest = Some(frame.clone());
@@ -438,5 +477,39 @@ impl HubTask {
             Some(frames) => Replay { recovered: true, frames },
             None => Replay::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(seq: u64) -> String {
+        ingest::frame_text(
+            EventType::Position,
+            "position:X",
+            seq,
+            "e",
+            r#","timestamp":"2026-01-01T00:00:00Z","data":{}}"#,
+        )
+    }
+
+    #[test]
+    fn delivered_duplicates_are_ignored_and_a_gap_is_never_replayed_in_part() {
+        let mut task = HubTask::new(Arc::new(HubConfig::default()), Arc::from("e"));
+        let t = Topic::parse("position:X").unwrap_or_else(|_| unreachable!());
+        task.deliver(t.clone(), 1, "e", frame(1));
+        task.deliver(t.clone(), 2, "e", frame(2));
+        task.deliver(t.clone(), 2, "e", frame(2));
+        task.deliver(t.clone(), 3, "another", frame(3));
+        let r = task.replay(&t, 0, Some("e"));
+        assert_eq!((r.recovered, r.frames.len()), (true, 2));
+        task.deliver(t.clone(), 5, "e", frame(5));
+        assert!(!task.replay(&t, 2, None).recovered, "3 and 4 are missing");
+        let r = task.replay(&t, 4, None);
+        assert_eq!((r.recovered, r.frames.iter().filter_map(Frame::seq).collect::<Vec<_>>()), (true, vec![5]));
+        task.handle(Command::SetEpoch { epoch: Arc::from("f") });
+        assert!(!task.replay(&t, 5, Some("f")).recovered, "a new epoch forgets every seq");
+        assert_eq!(task.totals.events_published, 3);
     }
 }

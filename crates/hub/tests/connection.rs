@@ -64,7 +64,7 @@ async fn auth_subscribe_receive_and_ping() {
     let client_id = conn.client_id().unwrap().to_owned();
     assert_eq!(
         reply,
-        json!({"id": 1, "type": "auth_ok", "client_id": client_id, "ping_interval_ms": 25000, "epoch": hub.epoch()})
+        json!({"id": 1, "type": "auth_ok", "client_id": client_id, "ping_interval_ms": 25000, "epoch": &*hub.epoch()})
     );
 
     let actions = conn.on_text(r#"{"id":2,"type":"subscribe","topics":["tick:EURUSD","service_status"]}"#).await;

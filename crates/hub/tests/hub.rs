@@ -121,7 +121,7 @@ async fn seq_is_per_topic_from_one_without_gaps() {
     assert_eq!(items.len(), 180);
     let mut per_topic: BTreeMap<String, Vec<(u64, Value)>> = BTreeMap::new();
     for e in events(&items) {
-        assert_eq!(e.epoch, hub.epoch());
+        assert_eq!(e.epoch, *hub.epoch());
         assert_eq!(e.event_type, e.topic.event_type());
         per_topic.entry(e.topic.to_string()).or_default().push((e.seq, e.data));
     }
@@ -182,7 +182,7 @@ async fn replay_sends_the_ack_then_every_missed_event_then_live_ones() {
         publish(&hub, "position:EURUSD", json!({ "n": n }));
     }
     let mut s = client(&hub, &[]).await;
-    let sub = subscribe_since(&hub, &s, &["position:EURUSD"], &[("position:EURUSD", 3)], Some(hub.epoch())).await;
+    let sub = subscribe_since(&hub, &s, &["position:EURUSD"], &[("position:EURUSD", 3)], Some(&hub.epoch())).await;
     assert_eq!(sub.topics, ["position:EURUSD"]);
     assert_eq!(sub.recovered, BTreeMap::from([("position:EURUSD".to_owned(), true)]));
     publish(&hub, "position:EURUSD", json!({ "n": 11 }));
@@ -229,9 +229,10 @@ async fn another_epoch_or_an_impossible_seq_is_not_recovered() {
         publish(&hub, "strategy_signal:s1", json!({}));
     }
     let t = topic("strategy_signal:s1");
+    let epoch = hub.epoch();
     let cases: [(u64, Option<&str>, bool, usize); 6] = [
         (0, Some("another-epoch"), false, 0),
-        (0, Some(hub.epoch()), true, 4),
+        (0, Some(&*epoch), true, 4),
         (2, None, true, 2),
         (4, None, true, 0),
         (9, None, false, 0), // after a restart without epoch: seq beyond the last one
@@ -504,7 +505,7 @@ async fn targeted_sends_reach_one_client() {
         (json!("system"), json!("system"), json!(true))
     );
     assert_eq!(v["data"], json!({"notice": "hello"}));
-    assert_eq!(v["epoch"], hub.epoch());
+    assert_eq!(v["epoch"], &*hub.epoch());
     assert!(v.get("seq").is_none());
     assert!(ready(&hub, &mut b).await.is_empty());
     assert!(matches!(hub.send_to("nobody", json!(1)).await, Err(HubError::NotFound(id)) if id == "nobody"));

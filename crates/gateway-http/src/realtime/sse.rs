@@ -80,7 +80,7 @@ pub async fn stream(
     let subscribed = hub.subscribe(&session.id, SubscribeRequest { patterns, since, epoch, ack: None }).await?;
     let hello = serde_json::json!({
         "client_id": session.id,
-        "epoch": hub.epoch(),
+        "epoch": &*hub.epoch(),
         "topics": subscribed.topics,
         "recovered": subscribed.recovered,
     });
