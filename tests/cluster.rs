@@ -211,7 +211,7 @@ async fn an_edge_serves_with_the_primarys_tokens_and_sends_writes_to_the_primary
     // A lifecycle command sent to the edge starts the service on the primary.
     let started = edge.client().post("/api/services/data/start").await;
     assert_eq!(started.status, 200, "{:?}", started.body);
-    primary.client().wait_status("data", "running", WAIT).await;
+    primary.client().wait_status("data", "online", WAIT).await;
 
     // A second primary on the same broker refuses to start, naming the holder.
     let dir = tempfile::tempdir().unwrap();
@@ -259,13 +259,29 @@ async fn every_node_delivers_the_same_seq_and_replays_what_another_node_delivere
     .await;
     assert_eq!(ok_p["type"], "auth_ok", "{ok_p}");
     on_primary.subscribe(json!({"id": 2, "type": "subscribe", "topics": ["position:EURUSD"]})).await;
+    // Every node's clients are listed on any node, each with its node.
+    let api = primary.client();
+    eventually("the edge's client in the primary's client list", WAIT, || {
+        let api = &api;
+        async move {
+            let r = api.get("/api/hub/clients").await;
+            let nodes: Vec<String> =
+                r.data().as_array()?.iter().filter_map(|c| c["node"].as_str().map(str::to_owned)).collect();
+            (nodes.iter().any(|n| n == "gw-1") && nodes.iter().any(|n| n == "gw-2")).then_some(())
+        }
+    })
+    .await;
     on_edge.subscribe(json!({"id": 2, "type": "subscribe", "topics": ["position:EURUSD"]})).await;
 
     let publish = |n: u64| {
         let ingest = &ingest;
         async move {
             let r = ingest
-                .json("POST", "/api/events", &json!([{"type": "position", "topic": "position:EURUSD", "data": {"n": n}}]))
+                .json(
+                    "POST",
+                    "/api/events",
+                    &json!([{"type": "position", "topic": "position:EURUSD", "data": {"n": n}}]),
+                )
                 .await;
             assert_eq!(r.status, 200, "{:?}", r.body);
         }

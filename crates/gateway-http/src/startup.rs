@@ -12,8 +12,8 @@ use crate::config::{Config, ConfigError};
 use settings::{SettingsError, SettingsStore};
 use supervisor::{Supervisor, SupervisorConfig, SupervisorError, SupervisorHandle};
 
-use crate::os::shutdown_signal;
 use crate::edge::auth::Tokens;
+use crate::os::shutdown_signal;
 use crate::state::AppState;
 
 /// Why the application could not start.
@@ -87,10 +87,10 @@ impl Application {
     ) -> Result<Application, StartupError> {
         let bind = config.gateway.bind_addr()?;
         let broker = match &config.cluster {
-            Some(cluster) => Some(crate::cluster::Broker::new(cluster).map_err(|source| StartupError::Broker {
-                url: crate::cluster::redact(&cluster.broker),
-                source,
-            })?),
+            Some(cluster) => Some(
+                crate::cluster::Broker::new(cluster)
+                    .map_err(|source| StartupError::Broker { url: crate::cluster::redact(&cluster.broker), source })?,
+            ),
             None => None,
         };
         let edge = config.cluster.as_ref().is_some_and(crate::config::ClusterConfig::is_edge);
@@ -257,5 +257,15 @@ impl Application {
 
 /// The hub: on its own, or sharing the cluster's broker.
 fn start_hub(config: &Config) -> hub::HubHandle {
-    hub::Hub::start(config.hub.clone())
+    match &config.cluster {
+        Some(cluster) => hub::Hub::start_clustered(
+            config.hub.clone(),
+            hub::BrokerConfig {
+                url: cluster.broker.clone(),
+                node: cluster.node.clone(),
+                namespace: cluster.namespace.clone(),
+            },
+        ),
+        None => hub::Hub::start(config.hub.clone()),
+    }
 }

@@ -94,12 +94,16 @@ impl std::ops::Deref for LimitsGuard {
 impl AppState {
     /// The settings store; on an edge (which sends settings requests to its primary) an error.
     pub fn store(&self) -> Result<&SettingsStore, crate::edge::error::ApiError> {
-        self.settings.as_ref().ok_or_else(|| crate::edge::error::ApiError::Internal("an edge has no settings store".into()))
+        self.settings
+            .as_ref()
+            .ok_or_else(|| crate::edge::error::ApiError::Internal("an edge has no settings store".into()))
     }
 
     /// The supervisor; on an edge (which sends lifecycle commands to its primary) an error.
     pub fn supervisor(&self) -> Result<&SupervisorHandle, crate::edge::error::ApiError> {
-        self.supervisor.as_ref().ok_or_else(|| crate::edge::error::ApiError::Internal("an edge has no supervisor".into()))
+        self.supervisor
+            .as_ref()
+            .ok_or_else(|| crate::edge::error::ApiError::Internal("an edge has no supervisor".into()))
     }
 
     /// The validation limits for requests to this service.

@@ -18,8 +18,8 @@ use subtle::ConstantTimeEq;
 
 use super::primary::TokenTable;
 use super::{Broker, Link};
-use crate::edge::error::ApiError;
 use crate::edge::context::RoutePattern;
+use crate::edge::error::ApiError;
 use crate::state::AppState;
 
 /// How often an edge reads the token table.
@@ -144,7 +144,14 @@ pub fn is_local(pattern: Option<&str>) -> bool {
 fn hop_by_hop(name: &header::HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "te" | "trailer" | "host"
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "host"
             | "content-length"
     )
 }
@@ -194,7 +201,10 @@ pub async fn forward_to_primary(
     let mut answer = match sent {
         Ok(answer) => answer,
         Err(awc::error::SendRequestError::Timeout) => {
-            return Ok(req.error_response(ApiError::Problem(Problem::UpstreamTimeout { service: name, timeout_ms: u64::try_from(PRIMARY_TIMEOUT.as_millis()).unwrap_or(u64::MAX) })));
+            return Ok(req.error_response(ApiError::Problem(Problem::UpstreamTimeout {
+                service: name,
+                timeout_ms: u64::try_from(PRIMARY_TIMEOUT.as_millis()).unwrap_or(u64::MAX),
+            })));
         }
         Err(e) => {
             log::warn!("cluster: the primary {primary} did not answer {path}: {e}");

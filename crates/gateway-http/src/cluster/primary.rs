@@ -19,7 +19,9 @@ const TOKENS_TTL: Duration = Duration::from_secs(5);
 
 /// Why the primary may not start.
 #[derive(Debug, thiserror::Error)]
-#[error("another primary, `{holder}`, holds the broker {url}; start this node as an edge, or stop `{holder}` (its claim lapses {ttl_s} s after it stops)")]
+#[error(
+    "another primary, `{holder}`, holds the broker {url}; start this node as an edge, or stop `{holder}` (its claim lapses {ttl_s} s after it stops)"
+)]
 pub struct ClaimRefused {
     /// The node holding the claim.
     pub holder: String,
@@ -66,7 +68,11 @@ pub async fn claim(broker: &Broker) -> Result<(), ClaimRefused> {
             }
             Ok(holder) => Err(refused(holder)),
             Err(e) => {
-                log::warn!("cluster: cannot claim the primary role on {} yet: {}", broker.url(), super::KindLabel::kind_label(&e));
+                log::warn!(
+                    "cluster: cannot claim the primary role on {} yet: {}",
+                    broker.url(),
+                    super::KindLabel::kind_label(&e)
+                );
                 Ok(())
             }
         },
@@ -153,10 +159,9 @@ pub async fn publish_tokens(broker: Broker, store: SettingsStore) {
             tokio::task::spawn_blocking(move || store.token_hashes()).await
         };
         let tokens = match read {
-            Ok(Ok(rows)) => rows
-                .into_iter()
-                .map(|(hash, info)| PublishedToken { hash, name: info.name, role: info.role })
-                .collect(),
+            Ok(Ok(rows)) => {
+                rows.into_iter().map(|(hash, info)| PublishedToken { hash, name: info.name, role: info.role }).collect()
+            }
             Ok(Err(e)) => {
                 log::error!("cluster: cannot read the tokens to publish: {e}");
                 tokio::time::sleep(TOKENS_EVERY).await;

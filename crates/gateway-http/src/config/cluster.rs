@@ -82,9 +82,10 @@ impl ClusterConfig {
             return Err(ConfigError::invalid("cluster.namespace", "must be 1-64 letters, digits, `-`, `_` or `.`"));
         }
         match (self.role, self.primary_url.as_deref()) {
-            (NodeRole::Edge, None) => {
-                Err(ConfigError::invalid("cluster.role", "an edge needs `primary_url`, the primary's URL for its writes"))
-            }
+            (NodeRole::Edge, None) => Err(ConfigError::invalid(
+                "cluster.role",
+                "an edge needs `primary_url`, the primary's URL for its writes",
+            )),
             (NodeRole::Edge, Some(url)) if !(url.starts_with("http://") || url.starts_with("https://")) => {
                 Err(ConfigError::invalid("cluster.primary_url", format!("`{url}` is not an http:// or https:// URL")))
             }

@@ -400,8 +400,9 @@ fn reload_plan_names_what_only_a_restart_applies() {
 #[test]
 fn cluster_is_absent_by_default_and_parsed_when_present() {
     assert_eq!(Config::from_toml(MINIMAL).unwrap().cluster, None);
-    let c = Config::from_toml(&format!("{MINIMAL}\n[cluster]\nbroker = \"redis://127.0.0.1:6379/0\"\nnode = \"gw-1\"\n"))
-        .unwrap();
+    let c =
+        Config::from_toml(&format!("{MINIMAL}\n[cluster]\nbroker = \"redis://127.0.0.1:6379/0\"\nnode = \"gw-1\"\n"))
+            .unwrap();
     let cluster = c.cluster.unwrap();
     assert_eq!(cluster.role, NodeRole::Primary);
     assert_eq!(cluster.node, "gw-1");
@@ -415,7 +416,11 @@ fn invalid_cluster_sections_name_the_field_and_line() {
     for (text, field, line) in [
         ("[cluster]\nbroker = \"http://h:1\"\n", "cluster.broker", 2),
         ("[cluster]\nbroker = \"redis://h:1\"\nrole = \"edge\"\n", "cluster.role", 3),
-        ("[cluster]\nbroker = \"redis://h:1\"\nrole = \"edge\"\nprimary_url = \"10.0.0.5:5000\"\n", "cluster.primary_url", 4),
+        (
+            "[cluster]\nbroker = \"redis://h:1\"\nrole = \"edge\"\nprimary_url = \"10.0.0.5:5000\"\n",
+            "cluster.primary_url",
+            4,
+        ),
         ("[cluster]\nbroker = \"redis://h:1\"\nnode = \"a b\"\n", "cluster.node", 3),
     ] {
         match Config::from_toml(text) {
@@ -427,7 +432,9 @@ fn invalid_cluster_sections_name_the_field_and_line() {
     }
     let edge_with_services =
         format!("{MINIMAL}\n[cluster]\nbroker = \"redis://h:1\"\nrole = \"edge\"\nprimary_url = \"http://p:5000\"\n");
-    assert!(matches!(Config::from_toml(&edge_with_services), Err(ConfigError::Invalid { field, .. }) if field == "service"));
+    assert!(
+        matches!(Config::from_toml(&edge_with_services), Err(ConfigError::Invalid { field, .. }) if field == "service")
+    );
     assert!(matches!(Config::from_toml("[cluster]\nrole = \"edge\"\n"), Err(ConfigError::Parse { .. })));
 }
 

@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use hub::{Authenticator, Credential, Principal};
 
-
 /// Makes the kernel drop a connection whose peer has acknowledged nothing we sent for `after`
 /// (`TCP_USER_TIMEOUT`, inherited by every accepted socket). This is what finally frees a client
 /// that stopped reading: once its socket buffers are full, no close frame can reach it, and

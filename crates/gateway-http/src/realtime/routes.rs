@@ -62,7 +62,26 @@ pub(crate) async fn ingest(
 }
 
 pub(crate) async fn clients(state: web::Data<AppState>, ctx: RequestCtx) -> HttpResponse {
-    ctx.ok(state.hub.clients().await)
+    let local = state.hub.clients().await;
+    let Some(broker) = &state.cluster else { return ctx.ok(local) };
+    // In a cluster: every node's clients, each naming its node; this node's are always listed,
+    // the others' when the broker answers in time.
+    let node = &broker.config().node;
+    let mut all: Vec<Value> = local
+        .into_iter()
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .map(|mut c| {
+            c["node"] = Value::from(node.as_str());
+            c
+        })
+        .collect();
+    for other in crate::cluster::nodes::others(broker).await.unwrap_or_default() {
+        all.extend(other.clients.into_iter().map(|mut c| {
+            c["node"] = Value::from(other.node.as_str());
+            c
+        }));
+    }
+    ctx.ok(all)
 }
 
 pub(crate) async fn send(
