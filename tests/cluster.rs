@@ -350,3 +350,138 @@ async fn every_node_delivers_the_same_seq_and_replays_what_another_node_delivere
         .await;
     assert_eq!(sub["recovered"]["position:EURUSD"], false, "{sub}");
 }
+
+/// A simulator the test runs itself (an external service to the primary), killed on drop.
+struct OutsideSim(Child);
+
+impl OutsideSim {
+    async fn start(role: &str, port: u16) -> OutsideSim {
+        let child = Command::new(exe())
+            .args(["sim", role, "--quiet", "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let sim = OutsideSim(child);
+        let client = awc::Client::default();
+        eventually(&format!("the outside {role} to answer /health"), WAIT, || {
+            let req = client.get(format!("http://127.0.0.1:{port}/health")).timeout(Duration::from_millis(500));
+            async move { req.send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+        })
+        .await;
+        sim
+    }
+}
+
+impl Drop for OutsideSim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The names of the services an edge's health lists, with their statuses.
+async fn edge_services(edge: &TestApp) -> Vec<(String, String)> {
+    let health = edge.client().anonymous().get("/api/health").await;
+    health.data()["services"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| (s["name"].as_str().unwrap_or("").to_owned(), s["status"].as_str().unwrap_or("").to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[actix_rt::test]
+async fn an_edge_reaches_advertised_services_itself_and_keeps_serving_external_ones_without_the_primary() {
+    let redis = Redis::start().await;
+    // mt5: external (the test runs it), advertised. strategy: managed by the primary,
+    // advertised. pattern: managed, loopback only (edges go through the primary).
+    let mt5_port = free_port();
+    let _mt5 = OutsideSim::start("mt5", mt5_port).await;
+    let (strategy_port, pattern_port) = (free_port(), free_port());
+    let sim =
+        |role: &str, port: u16| format!("[{:?}, \"sim\", \"{role}\", \"--quiet\", \"--port\", \"{port}\"]", exe());
+    let config = format!(
+        "[[service]]\nname = \"mt5\"\nroutes = [\"account\", \"positions\", \"orders\"]\nport = {mt5_port}\n\
+         advertise_host = \"127.0.0.1\"\nsettings_path = \"/settings\"\nsettings_keys = [\"risk.max_volume\"]\n\n\
+         [[service]]\nname = \"strategy\"\nroutes = [\"strategies\", \"signals\"]\nport = {strategy_port}\n\
+         advertise_host = \"127.0.0.1\"\ncommand = {}\n\n\
+         [[service]]\nname = \"pattern\"\nroutes = [\"patterns\"]\nport = {pattern_port}\ncommand = {}\n{}",
+        sim("strategy", strategy_port),
+        sim("pattern", pattern_port),
+        cluster_section(&redis, "gw-1", "primary", None)
+    );
+    let primary = TestApp::spawn_with_env(&config, FAST).await;
+    for name in ["mt5", "strategy", "pattern"] {
+        primary.client().wait_status(name, "online", WAIT).await;
+    }
+    let edge = start_edge(&redis, &primary, "gw-2").await;
+
+    // The edge routes the advertised services itself, with the primary's statuses; the
+    // loopback-only one is not in its table.
+    let listed = eventually("the edge to list the advertised services online", WAIT, || {
+        let edge = &edge;
+        async move {
+            let listed = edge_services(edge).await;
+            let online = |n: &str| listed.iter().any(|(name, status)| name == n && status == "online");
+            (online("mt5") && online("strategy")).then_some(listed)
+        }
+    })
+    .await;
+    assert!(
+        !listed.iter().any(|(name, _)| name == "pattern"),
+        "a loopback-only service is routed directly: {listed:?}"
+    );
+    let api = edge.client();
+    let account = answers(&api, "/api/account", 200, "the edge to forward to mt5").await;
+    assert!(account.data().get("balance").is_some(), "{:?}", account.body);
+    answers(&api, "/api/strategies", 200, "the edge to forward to strategy").await;
+    let patterns = api.get("/api/patterns").await;
+    assert_eq!(patterns.status, 200, "through the primary: {:?}", patterns.body);
+    let dashboard = api.get("/api/dashboard").await;
+    assert_eq!(dashboard.status, 200, "{:?}", dashboard.body);
+
+    // Settings reads answer from the primary's published copy, which follows its writes.
+    let put = primary.client().json("PUT", "/api/settings/risk.max_volume", &json!({"value": 4.5})).await;
+    assert_eq!(put.status, 200, "{:?}", put.body);
+    let read = eventually("the edge's copy to follow the primary's write", WAIT, || {
+        let api = &api;
+        async move {
+            let r = api.get("/api/settings/risk.max_volume").await;
+            (r.status == 200 && r.data()["value"] == 4.5).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(read.header("etag"), put.header("etag"), "the copy keeps the version");
+    let all = api.get("/api/settings").await;
+    assert_eq!(all.data(), primary.client().get("/api/settings").await.data());
+    // The edge validates against the copied limits (4.5, not the default 1.0) before forwarding.
+    let order = |volume: f64| json!({"symbol": "EURUSD", "side": "buy", "type": "market", "volume": volume});
+    // (mt5 checks its own copy too, pushed by the primary: retried until that push landed.)
+    eventually("3 lots, within the copied limit, to be placed through the edge", WAIT, || {
+        let (api, body) = (&api, order(3.0));
+        async move { (api.json("POST", "/api/orders", &body).await.status < 300).then_some(()) }
+    })
+    .await;
+    let refused = api.json("POST", "/api/orders", &order(9.0)).await;
+    refused.assert_error(400, "validation_failed");
+    assert!(refused.body["error"].as_str().unwrap().contains("4.5"), "the edge's own check: {:?}", refused.body);
+
+    // The primary gone (its managed services stopped with it): the external service is still
+    // served by the edge, the managed ones answer 503, settings reads answer from the last copy.
+    let mut primary = primary;
+    primary.signal_and_wait(nix::sys::signal::Signal::SIGTERM, WAIT);
+    eventually("the primary's managed services to be offline on the edge", Duration::from_secs(20), || {
+        let api = &api;
+        async move { (api.get("/api/strategies").await.status == 503).then_some(()) }
+    })
+    .await;
+    let account = api.get("/api/account").await;
+    assert_eq!(account.status, 200, "an external service is still served: {:?}", account.body);
+    let patterns = api.get("/api/patterns").await;
+    patterns.assert_error(503, "service_unavailable");
+    assert!(patterns.body["error"].as_str().unwrap().contains("primary"), "{:?}", patterns.body);
+    let read = api.get("/api/settings/risk.max_volume").await;
+    assert_eq!(read.data()["value"], 4.5, "{:?}", read.body);
+}

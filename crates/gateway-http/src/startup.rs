@@ -119,7 +119,10 @@ impl Application {
             (Some(settings), admin_token, Some(supervisor), limits, Some(propagation), tokens)
         };
         let hub = start_hub(&config);
-        crate::outbound::ingest::start(registry.clone(), hub.clone(), timers.ingest_reconnect_max);
+        // An edge ingests nothing itself: the primary's events reach it through the broker.
+        if !edge {
+            crate::outbound::ingest::start(registry.clone(), hub.clone(), timers.ingest_reconnect_max);
+        }
         let contracts = crate::contract::Contracts::default();
         crate::contract::start(registry.clone(), contracts.clone());
         let tickets = crate::realtime::Tickets::new(timers.ticket_ttl);
@@ -141,6 +144,7 @@ impl Application {
             metrics,
             tokens,
             cluster: broker,
+            published_settings: edge.then(Arc::default),
             suspects: Arc::default(),
             contracts,
             tls,
@@ -184,11 +188,22 @@ impl Application {
             actix_rt::spawn(crate::cluster::nodes::publish_presence(broker.clone(), state.hub.clone()));
             match (&state.tokens, &state.settings) {
                 (Tokens::Published(table), _) => {
-                    actix_rt::spawn(crate::cluster::edge::follow_tokens(broker.clone(), table.clone()));
+                    let follow = crate::cluster::edge::Follow {
+                        tokens: table.clone(),
+                        settings: state.published_settings.clone().unwrap_or_default(),
+                        registry: state.registry.clone(),
+                        limits: state.limits.clone(),
+                        gateway: bind,
+                    };
+                    actix_rt::spawn(crate::cluster::edge::follow_primary(broker.clone(), follow));
                 }
                 (Tokens::Store(_), Some(store)) => {
                     actix_rt::spawn(crate::cluster::primary::keep_claim(broker.clone()));
-                    actix_rt::spawn(crate::cluster::primary::publish_tokens(broker.clone(), store.clone()));
+                    actix_rt::spawn(crate::cluster::primary::publish_state(
+                        broker.clone(),
+                        store.clone(),
+                        state.registry.clone(),
+                    ));
                 }
                 (Tokens::Store(_), None) => {}
             }

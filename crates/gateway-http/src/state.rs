@@ -42,6 +42,8 @@ pub struct AppState {
     pub tokens: crate::edge::auth::Tokens,
     /// The cluster's broker, when `[cluster]` is set.
     pub cluster: Option<crate::cluster::Broker>,
+    /// On a cluster edge: the primary's copy of the settings, which settings reads answer from.
+    pub published_settings: Option<Arc<crate::cluster::edge::PublishedSettings>>,
     /// Dashboard sources suspected of hanging (not waited on until they answer again).
     pub suspects: Arc<crate::outbound::aggregate::Suspects>,
     /// The services' own OpenAPI contracts, checked before forwarding.
@@ -64,17 +66,21 @@ pub struct CachedLimits {
 impl CachedLimits {
     /// Reads the settings the limits depend on (blocking: SQLite).
     pub fn load(store: &SettingsStore) -> Result<CachedLimits, settings::SettingsError> {
-        let values = store.values(&["symbols".to_owned(), "risk.max_volume".to_owned()])?;
+        Ok(CachedLimits::of(&store.values(&["symbols".to_owned(), "risk.max_volume".to_owned()])?))
+    }
+
+    /// The limits of these setting values (`symbols`, `risk.max_volume`).
+    pub fn of(values: &serde_json::Map<String, serde_json::Value>) -> CachedLimits {
         let symbols: HashSet<String> = values
             .get("symbols")
             .and_then(|v| v.as_array())
             .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
             .unwrap_or_default();
         let max_volume = values.get("risk.max_volume").and_then(|v| v.as_f64()).unwrap_or(1.0);
-        Ok(CachedLimits {
+        CachedLimits {
             strict: Limits { symbols: Some(symbols), max_volume },
             lenient: Limits { symbols: None, max_volume },
-        })
+        }
     }
 }
 

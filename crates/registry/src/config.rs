@@ -118,6 +118,10 @@ pub struct ServiceConfig {
     pub host: String,
     /// Port.
     pub port: u16,
+    /// The host other cluster nodes reach the service at (SPEC §13); without it, a service on a
+    /// loopback or wildcard host is reached by edges through the primary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_host: Option<String>,
     /// Program and arguments; absent makes the service external.
     pub command: Option<Vec<String>>,
     /// Working directory of the process.
@@ -172,6 +176,7 @@ impl ServiceConfig {
             routes: Vec::new(),
             host: "127.0.0.1".into(),
             port,
+            advertise_host: None,
             command: None,
             cwd: None,
             env: BTreeMap::new(),
@@ -203,6 +208,16 @@ impl ServiceConfig {
         !self.is_local() || self.command.is_none()
     }
 
+    /// The host another machine reaches the service at: `advertise_host`, else `host` unless it
+    /// is loopback or a wildcard address (then only this machine can reach it).
+    pub fn advertised_host(&self) -> Option<&str> {
+        if let Some(host) = &self.advertise_host {
+            return Some(host);
+        }
+        let wildcard = self.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified());
+        (!self.is_local() && !wildcard).then_some(self.host.as_str())
+    }
+
     /// `host:port`.
     pub fn authority(&self) -> String {
         if self.host.contains(':') {
@@ -228,6 +243,7 @@ pub struct RawService {
     routes: Vec<String>,
     host: Option<String>,
     port: i64,
+    advertise_host: Option<String>,
     command: Option<Vec<String>>,
     cwd: Option<PathBuf>,
     #[serde(default)]
@@ -269,11 +285,20 @@ impl RawService {
             .filter(|p| *p != 0)
             .ok_or_else(|| invalid("port", format!("{} is not a port (1–65535)", self.port)))?;
         let mut svc = ServiceConfig::with_defaults(name, port);
+        let host_ok = |host: &str| !host.is_empty() && !host.contains(['/', ' ', '@', '?', '#']);
         if let Some(host) = self.host {
-            if host.is_empty() || host.contains(['/', ' ', '@', '?', '#']) {
+            if !host_ok(&host) {
                 return Err(invalid("host", format!("`{host}` is not a host name or address")));
             }
             svc.host = host;
+        }
+        if let Some(host) = self.advertise_host {
+            // Loopback is allowed (several nodes on one machine); a wildcard is no destination.
+            let wildcard = host.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified());
+            if !host_ok(&host) || wildcard {
+                return Err(invalid("advertise_host", format!("`{host}` is not a host name or address to connect to")));
+            }
+            svc.advertise_host = Some(host);
         }
         for route in self.routes {
             let valid = route.chars().next().is_some_and(|c| c.is_ascii_lowercase())

@@ -1,7 +1,10 @@
-//! The primary's side: its claim on the broker and the token table it publishes.
+//! The primary's side: its claim on the broker, and what it publishes for edges (token hashes,
+//! the services they reach directly with their statuses, a copy of the settings).
 
 use std::time::Duration;
 
+use gateway_core::{ServiceKind, ServiceStatus, SubState};
+use registry::{Registry, ServiceConfig};
 use serde::Serialize;
 use settings::SettingsStore;
 
@@ -11,10 +14,10 @@ use super::{Broker, Link};
 pub const CLAIM_TTL: Duration = Duration::from_secs(10);
 /// How often the claim is renewed.
 const RENEW_EVERY: Duration = Duration::from_secs(2);
-/// How often the token table is published (an edge reads it every 250 ms, so a revocation is
+/// How often the tables are published (an edge reads them every 250 ms, so a revocation is
 /// effective on every edge within about half a second).
 const TOKENS_EVERY: Duration = Duration::from_millis(300);
-/// How long a published token table is valid: edges stop trusting it after this.
+/// How long a publication is valid: edges stop trusting it after this.
 const TOKENS_TTL: Duration = Duration::from_secs(5);
 
 /// Why the primary may not start.
@@ -148,35 +151,164 @@ pub struct TokenTable {
     pub tokens: Vec<PublishedToken>,
 }
 
-/// Publishes the token table every 300 ms (5 s lifetime) while the process runs.
-pub async fn publish_tokens(broker: Broker, store: SettingsStore) {
+/// One service as edges see it: its configuration at its advertised host, without what only
+/// the primary's machine needs (command, working directory, environment, dependencies), and
+/// its status as the primary's supervisor last saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct PublishedService {
+    /// A `[[service]]` table (the shape of `config print`).
+    pub config: serde_json::Value,
+    /// Its status.
+    pub status: ServiceStatus,
+    /// Its sub-state.
+    pub sub_state: Option<SubState>,
+    /// Managed, external or adopted (on the primary).
+    pub kind: ServiceKind,
+}
+
+/// The services edges reach directly, as published.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ServiceTable {
+    /// The primary that wrote it.
+    pub node: String,
+    /// Every service another machine can reach; a service on a loopback or wildcard host without
+    /// `advertise_host` is left out (edges send its requests through the primary).
+    pub services: Vec<PublishedService>,
+}
+
+/// A service's configuration as published, or `None` if no other machine can reach it.
+pub fn publishable(config: &ServiceConfig) -> Option<serde_json::Value> {
+    let host = config.advertised_host()?.to_owned();
+    let mut value = serde_json::to_value(config).ok()?;
+    let table = value.as_object_mut()?;
+    for key in ["command", "cwd", "env", "depends_on", "advertise_host"] {
+        table.remove(key);
+    }
+    table.insert("host".into(), host.into());
+    Some(value)
+}
+
+/// The service table of this registry.
+pub fn service_table(node: &str, registry: &Registry) -> ServiceTable {
+    let services = registry
+        .configs()
+        .iter()
+        .filter_map(|config| {
+            let published = publishable(config)?;
+            let entry = registry.entry(config.name.as_str())?;
+            Some(PublishedService {
+                config: published,
+                status: entry.status,
+                sub_state: entry.sub_state,
+                kind: entry.kind,
+            })
+        })
+        .collect();
+    ServiceTable { node: node.to_owned(), services }
+}
+
+/// What the primary reads from its store for each publication (blocking: SQLite).
+fn read_store(store: &SettingsStore) -> Result<(Vec<PublishedToken>, String), settings::SettingsError> {
+    let tokens = store
+        .token_hashes()?
+        .into_iter()
+        .map(|(hash, info)| PublishedToken { hash, name: info.name, role: info.role })
+        .collect();
+    let settings = serde_json::to_string(&store.list()?).unwrap_or_default();
+    Ok((tokens, settings))
+}
+
+/// Publishes, every 300 ms (5 s lifetime) while the process runs: the token table, the service
+/// table with statuses, and a copy of every setting (the answer of `GET /api/settings`).
+pub async fn publish_state(broker: Broker, store: SettingsStore, registry: Registry) {
     let mut link = Link::new(broker.clone());
-    let key = broker.key("tokens");
     let ttl = u64::try_from(TOKENS_TTL.as_millis()).unwrap_or(u64::MAX);
+    let node = broker.config().node.clone();
     loop {
         let read = {
             let store = store.clone();
-            tokio::task::spawn_blocking(move || store.token_hashes()).await
+            tokio::task::spawn_blocking(move || read_store(&store)).await
         };
-        let tokens = match read {
-            Ok(Ok(rows)) => {
-                rows.into_iter().map(|(hash, info)| PublishedToken { hash, name: info.name, role: info.role }).collect()
-            }
+        let (tokens, settings) = match read {
+            Ok(Ok(read)) => read,
             Ok(Err(e)) => {
-                log::error!("cluster: cannot read the tokens to publish: {e}");
+                log::error!("cluster: cannot read the tokens and settings to publish: {e}");
                 tokio::time::sleep(TOKENS_EVERY).await;
                 continue;
             }
             Err(_) => return,
         };
-        let table = TokenTable { node: broker.config().node.clone(), tokens };
-        if let (Ok(text), Some(conn)) = (serde_json::to_string(&table), link.get().await) {
-            let set: redis::RedisResult<()> =
-                redis::cmd("SET").arg(&key).arg(text).arg("PX").arg(ttl).query_async(conn).await;
+        let tokens = serde_json::to_string(&TokenTable { node: node.clone(), tokens });
+        let services = serde_json::to_string(&service_table(&node, &registry));
+        if let (Ok(tokens), Ok(services), Some(conn)) = (tokens, services, link.get().await) {
+            let mut pipe = redis::pipe();
+            for (key, text) in [("tokens", tokens), ("services", services), ("settings", settings)] {
+                pipe.cmd("SET").arg(broker.key(key)).arg(text).arg("PX").arg(ttl).ignore();
+            }
+            let set: redis::RedisResult<()> = pipe.query_async(conn).await;
             if let Err(e) = set {
                 link.failed(&e);
             }
         }
         tokio::time::sleep(TOKENS_EVERY).await;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const SERVICES: &str = r#"
+[[service]]
+name = "mt5"
+routes = ["account", "orders"]
+port = 5002
+advertise_host = "mt5.internal"
+command = ["mt5-service", "--secret-flag"]
+env = { MT5_PASSWORD = "hunter2" }
+depends_on = ["data"]
+
+[[service]]
+name = "data"
+routes = ["ticks"]
+port = 5001
+command = ["data-service"]
+
+[[service]]
+name = "pattern"
+routes = ["patterns"]
+host = "10.0.0.7"
+port = 5004
+"#;
+
+    #[test]
+    fn the_published_table_has_the_reachable_services_without_what_only_the_primary_needs() {
+        let config = Config::from_toml(SERVICES).unwrap();
+        let registry = Registry::new(&config.services);
+        let table = service_table("gw-1", &registry);
+        let names: Vec<_> = table.services.iter().map(|s| s.config["name"].as_str().unwrap_or("")).collect();
+        assert_eq!(names, ["mt5", "pattern"], "data is on loopback without advertise_host");
+        let text = serde_json::to_string(&table).unwrap();
+        for secret in ["hunter2", "MT5_PASSWORD", "--secret-flag", "mt5-service"] {
+            assert!(!text.contains(secret), "{secret} published: {text}");
+        }
+        // An edge reads it back as configuration: at the advertised host, external (no command).
+        let raw: Vec<registry::RawService> =
+            table.services.iter().map(|s| serde_json::from_value(s.config.clone()).unwrap()).collect();
+        let configs = registry::validate_services(raw, "127.0.0.1:8080".parse().unwrap()).unwrap();
+        assert_eq!(configs[0].authority(), "mt5.internal:5002");
+        assert_eq!(configs[0].routes, ["account", "orders"]);
+        assert!(configs[0].is_external() && configs[0].depends_on.is_empty());
+        assert_eq!(configs[1].authority(), "10.0.0.7:5004");
+        assert_eq!(table.services[0].status, ServiceStatus::Stopped);
+    }
+
+    #[test]
+    fn a_wildcard_advertise_host_is_refused() {
+        let text = "[[service]]\nname = \"x\"\nport = 5009\nadvertise_host = \"0.0.0.0\"\n";
+        let e = Config::from_toml(text).unwrap_err().to_string();
+        assert!(e.contains("advertise_host"), "{e}");
     }
 }

@@ -32,6 +32,11 @@ const PARTS: [(&str, &str, &str); 4] = [
     ("patterns", "patterns", "/patterns/latest"),
 ];
 
+/// The resources whose services the dashboard reads.
+pub(crate) fn resources() -> impl Iterator<Item = &'static str> {
+    PARTS.iter().map(|(_, resource, _)| *resource)
+}
+
 /// How one source of the dashboard did.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[schema(as = DashboardSource)]

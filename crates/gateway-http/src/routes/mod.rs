@@ -88,6 +88,17 @@ pub fn by_method(method: &str) -> Access {
     if method == "GET" || method == "HEAD" { Access::Read } else { Access::Write }
 }
 
+/// Where a cluster edge (SPEC §13) answers a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnEdge {
+    /// The edge itself (real-time, health, settings reads from the published copy, its pages).
+    Local,
+    /// The primary, at `primary_url` (lifecycle, logs, settings writes).
+    Primary,
+    /// The edge, when it reaches the services the route needs directly; else the primary.
+    Direct,
+}
+
 /// A documented concrete path a route serves (a forwarded route the gateway validates itself).
 #[derive(Debug, Clone, Copy)]
 pub struct Concrete {
@@ -108,6 +119,8 @@ pub struct Route {
     pub pattern: &'static str,
     /// Who may call it.
     pub access: RouteAccess,
+    /// Where a cluster edge answers it.
+    pub on_edge: OnEdge,
     /// Its OpenAPI documentation.
     pub doc: Doc,
     /// Concrete paths it serves that are documented on their own.

@@ -33,7 +33,19 @@ fn with_etag(ctx: &RequestCtx, entry: &SettingEntry) -> HttpResponse {
     res
 }
 
+/// On a cluster edge: the primary's published copy (503 naming the primary before the first read).
+fn published(state: &AppState) -> Option<Result<std::sync::Arc<serde_json::Map<String, serde_json::Value>>, ApiError>> {
+    let copy = state.published_settings.as_ref()?;
+    Some(copy.all().ok_or_else(|| {
+        let primary = state.config.cluster.as_ref().and_then(|c| c.primary_url.clone()).unwrap_or_default();
+        Problem::ServiceUnavailable { service: format!("primary orchestrator ({primary})") }.into()
+    }))
+}
+
 pub(crate) async fn list(state: web::Data<AppState>, ctx: RequestCtx) -> Result<HttpResponse, ApiError> {
+    if let Some(copy) = published(&state) {
+        return Ok(ctx.ok(&*copy?));
+    }
     let store = state.store()?.clone();
     let all = web::block(move || store.list()).await??;
     Ok(ctx.ok(all))
@@ -44,6 +56,17 @@ pub(crate) async fn get(
     ctx: RequestCtx,
     key: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    if let Some(copy) = published(&state) {
+        let copy = copy?;
+        let entry = copy.get(key.as_str()).ok_or(Problem::NotFound)?;
+        let mut res = ctx.ok(entry);
+        if let Some(version) = entry.get("version").and_then(serde_json::Value::as_i64)
+            && let Ok(v) = header::HeaderValue::from_str(&format!("\"{version}\""))
+        {
+            res.headers_mut().insert(header::ETAG, v);
+        }
+        return Ok(res);
+    }
     let store = state.store()?.clone();
     let entry = web::block(move || store.get(&key)).await??;
     Ok(with_etag(&ctx, &entry))

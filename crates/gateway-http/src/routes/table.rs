@@ -3,7 +3,7 @@
 
 use gateway_core::Access;
 
-use super::{Concrete, Methods, Route, RouteAccess};
+use super::{Concrete, Methods, OnEdge, Route, RouteAccess};
 use crate::openapi::{Answer, Doc, In, Param};
 
 /// The forwarding route of a resource's root (`/api/orders`).
@@ -123,6 +123,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Get,
         pattern: "/api/health",
         access: PUBLIC,
+        on_edge: OnEdge::Local,
         doc: plain(
             "health",
             "Overall health from the registry",
@@ -136,6 +137,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Post,
         pattern: "/api/config/reload",
         access: WRITE,
+        on_edge: OnEdge::Local,
         doc: Doc {
             errors: &[400],
             ..plain(
@@ -155,6 +157,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Get,
         pattern: "/api/services",
         access: READ,
+        on_edge: OnEdge::Primary,
         doc: plain(
             "services",
             "Every service with its live status",
@@ -168,6 +171,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Get,
         pattern: "/api/services/{name}",
         access: READ,
+        on_edge: OnEdge::Primary,
         doc: Doc {
             params: &[NAME],
             errors: &[404],
@@ -180,6 +184,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Get,
         pattern: "/api/services/{name}/logs",
         access: READ,
+        on_edge: OnEdge::Primary,
         doc: Doc {
             params: &[
                 NAME,
@@ -206,6 +211,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Post,
         pattern: "/api/services/{name}/{action}",
         access: WRITE,
+        on_edge: OnEdge::Primary,
         doc: Doc {
             params: &[
                 NAME,
@@ -233,6 +239,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Get,
         pattern: "/api/settings",
         access: READ,
+        on_edge: OnEdge::Local,
         doc: plain("settings", "Every setting", "An object keyed by setting key.", Answer::Data("SettingsMap")),
         concrete: &[],
         handler: |r| r.to(super::settings::list),
@@ -241,6 +248,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Put,
         pattern: "/api/settings",
         access: WRITE,
+        on_edge: OnEdge::Primary,
         doc: Doc {
             body: Some("SettingsBatch"),
             errors: &[400, 413],
@@ -258,6 +266,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Get,
         pattern: "/api/settings/{key}",
         access: READ,
+        on_edge: OnEdge::Local,
         doc: Doc {
             params: &[KEY],
             errors: &[404],
@@ -270,6 +279,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Put,
         pattern: "/api/settings/{key}",
         access: WRITE,
+        on_edge: OnEdge::Primary,
         doc: Doc {
             params: &[KEY, IF_MATCH],
             body: Some("SettingPut"),
@@ -288,6 +298,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Delete,
         pattern: "/api/settings/{key}",
         access: WRITE,
+        on_edge: OnEdge::Primary,
         doc: Doc {
             params: &[KEY, IF_MATCH],
             errors: &[404, 409],
@@ -300,6 +311,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Get,
         pattern: "/api/dashboard",
         access: READ,
+        on_edge: OnEdge::Direct,
         doc: Doc {
             errors: &[503],
             ..plain(
@@ -318,6 +330,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Get,
         pattern: "/ws",
         access: PUBLIC,
+        on_edge: OnEdge::Local,
         doc: Doc {
             status: 101,
             errors: &[400],
@@ -336,6 +349,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Get,
         pattern: "/api/events/stream",
         access: READ,
+        on_edge: OnEdge::Local,
         doc: Doc {
             params: &[
                 Param {
@@ -376,6 +390,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Post,
         pattern: "/api/events",
         access: INGEST,
+        on_edge: OnEdge::Local,
         doc: Doc {
             body: Some("EventBatch"),
             errors: &[400, 413],
@@ -393,6 +408,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Post,
         pattern: "/api/auth/ticket",
         access: READ,
+        on_edge: OnEdge::Local,
         doc: plain(
             "realtime",
             "A one-time ticket for SSE or WebSocket in browsers",
@@ -406,6 +422,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Get,
         pattern: "/api/hub/clients",
         access: READ,
+        on_edge: OnEdge::Local,
         doc: plain(
             "realtime",
             "Connected real-time clients",
@@ -419,6 +436,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Post,
         pattern: "/api/hub/clients/{id}/send",
         access: WRITE,
+        on_edge: OnEdge::Local,
         doc: Doc {
             params: &[Param {
                 name: "id",
@@ -438,6 +456,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::GetOrHead,
         pattern: "/",
         access: PUBLIC,
+        on_edge: OnEdge::Local,
         doc: plain(
             "page",
             "The built-in dashboard page",
@@ -452,6 +471,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::GetOrHead,
         pattern: "/api/docs",
         access: PUBLIC,
+        on_edge: OnEdge::Local,
         doc: plain(
             "health",
             "Interactive API page",
@@ -466,6 +486,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::GetOrHead,
         pattern: "/assets/{file}",
         access: PUBLIC,
+        on_edge: OnEdge::Local,
         doc: Doc {
             params: &[Param {
                 name: "file",
@@ -489,6 +510,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Get,
         pattern: "/metrics",
         access: READ,
+        on_edge: OnEdge::Local,
         doc: plain(
             "health",
             "Prometheus metrics",
@@ -503,6 +525,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Get,
         pattern: "/api/openapi.json",
         access: PUBLIC,
+        on_edge: OnEdge::Local,
         doc: plain(
             "health",
             "This document",
@@ -519,6 +542,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Any,
         pattern: FORWARD_TAIL,
         access: RouteAccess::ByMethod,
+        on_edge: OnEdge::Direct,
         doc: forwarded(&[RESOURCE, TAIL, SYMBOL, TIMEFRAME, COUNT, FROM, TO]),
         concrete: &[],
         handler: |r| r.to(crate::outbound::forward::forward),
@@ -527,6 +551,7 @@ pub const ROUTES: &[Route] = &[
         methods: Methods::Any,
         pattern: FORWARD_ROOT,
         access: RouteAccess::ByMethod,
+        on_edge: OnEdge::Direct,
         doc: forwarded(&[RESOURCE, SYMBOL, TIMEFRAME, COUNT, FROM, TO]),
         concrete: &[
             Concrete {
