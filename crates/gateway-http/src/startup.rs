@@ -273,14 +273,7 @@ impl Application {
 /// The hub: on its own, or sharing the cluster's broker.
 fn start_hub(config: &Config) -> hub::HubHandle {
     match &config.cluster {
-        Some(cluster) => hub::Hub::start_clustered(
-            config.hub.clone(),
-            hub::BrokerConfig {
-                url: cluster.broker.clone(),
-                node: cluster.node.clone(),
-                namespace: cluster.namespace.clone(),
-            },
-        ),
+        Some(cluster) => hub::Hub::start_clustered(config.hub.clone(), cluster.into()),
         None => hub::Hub::start(config.hub.clone()),
     }
 }

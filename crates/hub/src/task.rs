@@ -58,6 +58,15 @@ impl TopicState {
         }
     }
 
+    /// Keeps `frame` as the event `seq`: in the replay ring (expiring what is too old or too
+    /// many) and as the latest.
+    fn store(&mut self, seq: u64, frame: &Frame, config: &HubConfig) {
+        let now = Instant::now();
+        self.ring.push_back(Stored { seq, at: now, frame: frame.clone() });
+        self.expire(now, config);
+        self.latest = Some(frame.clone());
+    }
+
     fn expire(&mut self, now: Instant, config: &HubConfig) {
         while self.ring.len() > config.ring_size
             || self.ring.front().is_some_and(|s| now.saturating_duration_since(s.at) > config.ring_max_age)
@@ -218,7 +227,6 @@ impl HubTask {
     }
 
     fn publish(&mut self, p: Prepared) {
-        let now = Instant::now();
         let ti = type_index(p.ty);
         let state = match self.topics.entry(p.topic) {
             MapEntry::Occupied(o) => o.into_mut(),
@@ -232,12 +240,8 @@ impl HubTask {
         let name = state.name.clone();
         let text = ingest::frame_text(p.ty, &name, seq, &self.epoch, &p.tail);
         let frame = Frame::event(text, name.clone(), seq, state.tick);
-        state.ring.push_back(Stored { seq, at: now, frame: frame.clone() });
-        state.expire(now, &self.config);
-        state.latest = Some(frame.clone());
-        self.totals.events_published += 1;
-        let key = name.split_once(':').map(|(_, k)| k);
-        self.fan_out(ti, &name, key, &frame);
+        state.store(seq, &frame, &self.config);
+        self.fan_out_event(ti, &name, &frame);
     }
 
     /// An event sequenced by the broker: a `seq` already seen is a duplicate; a gap clears the
@@ -246,7 +250,6 @@ impl HubTask {
         if epoch != &*self.epoch || seq == 0 {
             return;
         }
-        let now = Instant::now();
         let ti = type_index(topic.event_type());
         let state = match self.topics.entry(topic) {
             MapEntry::Occupied(o) => o.into_mut(),
@@ -264,12 +267,15 @@ impl HubTask {
         state.next_seq = seq + 1;
         let name = state.name.clone();
         let frame = Frame::event(text, name.clone(), seq, state.tick);
-        state.ring.push_back(Stored { seq, at: now, frame: frame.clone() });
-        state.expire(now, &self.config);
-        state.latest = Some(frame.clone());
+        state.store(seq, &frame, &self.config);
+        self.fan_out_event(ti, &name, &frame);
+    }
+
+    /// Counts a stored event and queues it for every client subscribed to its topic.
+    fn fan_out_event(&mut self, ti: usize, name: &str, frame: &Frame) {
         self.totals.events_published += 1;
         let key = name.split_once(':').map(|(_, k)| k);
-        self.fan_out(ti, &name, key, &frame);
+        self.fan_out(ti, name, key, frame);
     }
 
     fn fan_out(&mut self, ti: usize, name: &str, key: Option<&str>, frame: &Frame) {

@@ -36,6 +36,17 @@ pub struct ClusterConfig {
     pub namespace: String,
 }
 
+/// The hub's view of `[cluster]`: the broker, this node and the key prefix.
+impl From<&ClusterConfig> for hub::BrokerConfig {
+    fn from(cluster: &ClusterConfig) -> hub::BrokerConfig {
+        hub::BrokerConfig {
+            url: cluster.broker.clone(),
+            node: cluster.node.clone(),
+            namespace: cluster.namespace.clone(),
+        }
+    }
+}
+
 fn default_node() -> String {
     let host = std::env::var("HOSTNAME")
         .or_else(|_| std::env::var("COMPUTERNAME"))
