@@ -485,11 +485,50 @@ impl BrokerTask {
         }
     }
 
-    /// Sequences a batch in one pipeline of EVALSHA calls.
+    /// Sequences a batch in one pipeline of EVALSHA calls. A Redis that lost the script
+    /// (`SCRIPT FLUSH`, a replica promoted) answers NOSCRIPT to every call, so nothing ran: the
+    /// script is loaded again and the batch sent once more.
     async fn sequence(&self, session: &mut Session, batch: Vec<Prepared>) -> Result<(), Ended> {
+        let mut reloaded = false;
+        let seqs = loop {
+            let result: Result<Result<Vec<u64>, redis::RedisError>, _> =
+                tokio::time::timeout(TIMEOUT, self.pipeline(session, &batch).query_async(&mut session.con)).await;
+            match result {
+                Ok(Ok(seqs)) => break seqs,
+                Ok(Err(e)) if !reloaded && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                    log::info!("hub broker {}: the sequencing script was gone; loading it again", self.url_redacted);
+                    reloaded = true;
+                    let invocation = self.script.prepare_invoke();
+                    let load = invocation.load_async(&mut session.con);
+                    if !matches!(tokio::time::timeout(TIMEOUT, load).await, Ok(Ok(_))) {
+                        log::warn!("hub broker {}: cannot load the sequencing script", self.url_redacted);
+                        return Err(Ended::Down(batch));
+                    }
+                }
+                Ok(Err(e)) => {
+                    log::warn!("hub broker {}: sequencing failed: {e}", self.url_redacted);
+                    return Err(Ended::Down(batch));
+                }
+                Err(_) => {
+                    log::warn!("hub broker {}: sequencing timed out", self.url_redacted);
+                    return Err(Ended::Down(batch));
+                }
+            }
+        };
+        let rejected: Vec<Prepared> = batch
+            .into_iter()
+            .zip(seqs.iter().copied().chain(std::iter::repeat(0)))
+            .filter(|(_, s)| *s == 0)
+            .map(|(p, _)| p)
+            .collect();
+        if rejected.is_empty() { Ok(()) } else { Err(Ended::EpochChanged(rejected)) }
+    }
+
+    /// One EVALSHA of the script per event of the batch.
+    fn pipeline(&self, session: &Session, batch: &[Prepared]) -> redis::Pipeline {
         let mut pipe = redis::pipe();
         let hash = self.script.get_hash();
-        for p in &batch {
+        for p in batch {
             pipe.cmd("EVALSHA")
                 .arg(hash)
                 .arg(0)
@@ -502,26 +541,7 @@ impl BrokerTask {
                 .arg(self.ring_size)
                 .arg(self.ttl_ms);
         }
-        let result: Result<Result<Vec<u64>, redis::RedisError>, _> =
-            tokio::time::timeout(TIMEOUT, pipe.query_async(&mut session.con)).await;
-        let seqs = match result {
-            Ok(Ok(seqs)) => seqs,
-            Ok(Err(e)) => {
-                log::warn!("hub broker {}: sequencing failed: {e}", self.url_redacted);
-                return Err(Ended::Down(batch));
-            }
-            Err(_) => {
-                log::warn!("hub broker {}: sequencing timed out", self.url_redacted);
-                return Err(Ended::Down(batch));
-            }
-        };
-        let rejected: Vec<Prepared> = batch
-            .into_iter()
-            .zip(seqs.iter().copied().chain(std::iter::repeat(0)))
-            .filter(|(_, s)| *s == 0)
-            .map(|(p, _)| p)
-            .collect();
-        if rejected.is_empty() { Ok(()) } else { Err(Ended::EpochChanged(rejected)) }
+        pipe
     }
 
     /// A live message `topic\nseq\nframe`: fills a gap from the topic's stream, then delivers.

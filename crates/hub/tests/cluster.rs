@@ -316,3 +316,46 @@ async fn an_unreachable_broker_is_a_local_hub_and_its_password_is_never_shown() 
     publish(&bad, "position:X", json!({}));
     assert_eq!(next_event(&mut c).await.seq, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_live_message_is_filled_from_the_stream_and_a_lost_script_is_loaded_again() {
+    let redis = Redis::start().await;
+    let a = clustered(&redis, "a").await;
+    let b = clustered(&redis, "b").await;
+    let mut cb = client(&b, &["position"]).await;
+    publish(&a, "position:EURUSD", json!({"i": 1}));
+    assert_eq!(next_event(&mut cb).await.seq, 1);
+
+    // Seq 2 is sequenced and stored as the script would, but its live message never goes out.
+    let mut con = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let epoch = a.epoch();
+    let base = format!("orchestrator:hub:{epoch}");
+    let stream = format!("{base}:t:position:EURUSD");
+    let stored: Vec<(String, Vec<String>)> =
+        redis::cmd("XRANGE").arg(&stream).arg("-").arg("+").query_async(&mut con).await.unwrap();
+    let first = stored[0].1[1].clone();
+    let seq: u64 = redis::cmd("HINCRBY")
+        .arg(format!("{base}:seq"))
+        .arg("position:EURUSD")
+        .arg(1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(seq, 2);
+    let second = first.replacen("\"seq\":1", "\"seq\":2", 1).replacen("{\"i\":1}", "{\"i\":2}", 1);
+    assert_ne!(first, second, "the stored frame has the expected shape: {first}");
+    let _: String =
+        redis::cmd("XADD").arg(&stream).arg("2-1").arg("f").arg(&second).query_async(&mut con).await.unwrap();
+    // The next live message shows the gap; B fills it from the stream, in order.
+    publish(&a, "position:EURUSD", json!({"i": 3}));
+    let filled = next_event(&mut cb).await;
+    assert_eq!((filled.seq, filled.data), (2, json!({"i": 2})));
+    assert_eq!(next_event(&mut cb).await.seq, 3);
+
+    // Redis loses the script (SCRIPT FLUSH, a promoted replica): loaded again, not an outage.
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut con).await.unwrap();
+    publish(&a, "position:EURUSD", json!({"i": 4}));
+    let after = next_event(&mut cb).await;
+    assert_eq!((after.seq, after.epoch.as_str(), after.data), (4, &*epoch, json!({"i": 4})));
+    assert!(a.broker_state().is_some_and(|s| s.connected && s.epoch_source == "redis"));
+}
