@@ -280,7 +280,7 @@ impl BrokerTask {
                 return;
             }
             // Back off, publishing locally whatever was queued before the switch.
-            let sleep = tokio::time::sleep(backoff);
+            let sleep = tokio::time::sleep(jittered(backoff));
             tokio::pin!(sleep);
             loop {
                 tokio::select! {
@@ -575,6 +575,13 @@ impl BrokerTask {
         }
         self.deliver_frame(session, topic, seq, frame.to_owned())
     }
+}
+
+/// `d` times a random factor in 0.8..=1.2, so that nodes that lost the broker together do not
+/// reconnect in step.
+fn jittered(d: Duration) -> Duration {
+    use rand::Rng;
+    d.mul_f64(rand::rng().random_range(0.8..=1.2))
 }
 
 fn prefix16(s: &str) -> &str {

@@ -85,13 +85,27 @@ pub(crate) struct Link {
     broker: Broker,
     conn: Option<MultiplexedConnection>,
     retry_at: Option<tokio::time::Instant>,
-    retry: Duration,
+    /// Failed attempts since the last success (the backoff's position).
+    failures: u32,
     down_logged: bool,
+}
+
+/// Reconnects: 100 ms, then 200 ms doubling to 5 s, each ±20 %, so that nodes that lost the
+/// broker together do not come back in step.
+fn reconnect_backoff() -> supervisor::BackoffPolicy {
+    supervisor::BackoffPolicy::from_config(&registry::BackoffConfig {
+        first: Duration::from_millis(100),
+        initial: Duration::from_millis(200),
+        multiplier: 2.0,
+        max: Duration::from_secs(5),
+        jitter: 0.2,
+        reset_after: Duration::ZERO,
+    })
 }
 
 impl Link {
     pub(crate) fn new(broker: Broker) -> Link {
-        Link { broker, conn: None, retry_at: None, retry: Duration::from_millis(100), down_logged: false }
+        Link { broker, conn: None, retry_at: None, failures: 0, down_logged: false }
     }
 
     /// The connection, or `None` while the broker is unreachable (then retried with backoff).
@@ -106,7 +120,7 @@ impl Link {
                         log::info!("cluster: broker {} reachable again", self.broker.url());
                     }
                     self.conn = Some(conn);
-                    self.retry = Duration::from_millis(100);
+                    self.failures = 0;
                     self.retry_at = None;
                     self.down_logged = false;
                 }
@@ -126,8 +140,8 @@ impl Link {
             self.down_logged = true;
         }
         self.conn = None;
-        self.retry_at = Some(tokio::time::Instant::now() + self.retry);
-        self.retry = (self.retry * 2).min(Duration::from_secs(5));
+        self.retry_at = Some(tokio::time::Instant::now() + reconnect_backoff().delay(self.failures));
+        self.failures = self.failures.saturating_add(1);
     }
 }
 
