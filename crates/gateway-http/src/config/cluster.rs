@@ -22,8 +22,10 @@ pub enum NodeRole {
 pub struct ClusterConfig {
     /// The Redis the nodes share: `redis://[user:password@]host:port/db`.
     pub broker: String,
-    /// This node's name; default: host name and process id.
-    #[serde(default = "default_node")]
+    /// This node's name. Default: the host name for a primary (so a restarted primary takes its
+    /// own claim back at once), the host name and process id for an edge (several may share a
+    /// host).
+    #[serde(default)]
     pub node: String,
     /// `primary` (default) or `edge`.
     #[serde(default)]
@@ -47,14 +49,17 @@ impl From<&ClusterConfig> for hub::BrokerConfig {
     }
 }
 
-fn default_node() -> String {
+fn default_node(role: NodeRole) -> String {
     let host = std::env::var("HOSTNAME")
         .or_else(|_| std::env::var("COMPUTERNAME"))
         .ok()
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "node".to_owned());
-    format!("{host}-{}", std::process::id())
+    match role {
+        NodeRole::Primary => host,
+        NodeRole::Edge => format!("{host}-{}", std::process::id()),
+    }
 }
 
 fn default_namespace() -> String {
@@ -71,6 +76,14 @@ impl ClusterConfig {
             primary_url: Some(String::new()),
             namespace: default_namespace(),
         }
+    }
+
+    /// Fills in the default node name (see [`ClusterConfig::node`]).
+    pub(crate) fn with_default_node(mut self) -> ClusterConfig {
+        if self.node.is_empty() {
+            self.node = default_node(self.role);
+        }
+        self
     }
 
     /// The rules serde cannot express.

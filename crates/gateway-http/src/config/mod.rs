@@ -279,7 +279,8 @@ where
         sections.health.validate()?;
         sections.hub.validate()?;
         let services = registry::validate_services(sections.service, bind)?;
-        if let Some(cluster) = &sections.cluster {
+        let cluster = sections.cluster.map(ClusterConfig::with_default_node);
+        if let Some(cluster) = &cluster {
             cluster.validate()?;
             if cluster.is_edge() && !services.is_empty() {
                 return Err(ConfigError::invalid(
@@ -288,13 +289,7 @@ where
                 ));
             }
         }
-        Ok(Config {
-            gateway: sections.gateway,
-            health: sections.health,
-            hub: sections.hub,
-            services,
-            cluster: sections.cluster,
-        })
+        Ok(Config { gateway: sections.gateway, health: sections.health, hub: sections.hub, services, cluster })
     })();
     validated.map_err(|e| match e {
         ConfigError::Invalid { field, line: None, message } => match set_by.get(&field) {

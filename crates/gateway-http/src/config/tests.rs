@@ -407,8 +407,13 @@ fn cluster_is_absent_by_default_and_parsed_when_present() {
     assert_eq!(cluster.role, NodeRole::Primary);
     assert_eq!(cluster.node, "gw-1");
     assert_eq!(cluster.namespace, "orchestrator");
-    let defaulted = Config::from_toml("[cluster]\nbroker = \"redis://h:1/0\"\n").unwrap().cluster.unwrap();
-    assert!(defaulted.node.ends_with(&format!("-{}", std::process::id())), "{}", defaulted.node);
+    // A primary is named after its host (a restart reclaims its own claim), an edge after its
+    // host and process (several may share a host).
+    let primary = Config::from_toml("[cluster]\nbroker = \"redis://h:1/0\"\n").unwrap().cluster.unwrap();
+    let edge = "[cluster]\nbroker = \"redis://h:1/0\"\nrole = \"edge\"\nprimary_url = \"http://h:5000\"\n";
+    let edge = Config::from_toml(edge).unwrap().cluster.unwrap();
+    assert!(!primary.node.is_empty() && !primary.node.ends_with(&format!("-{}", std::process::id())));
+    assert_eq!(edge.node, format!("{}-{}", primary.node, std::process::id()));
 }
 
 #[test]
