@@ -4,11 +4,12 @@
 //! (`hub::Hub::start_clustered`). This module holds what the gateway adds:
 //!
 //! * [`primary`]: the primary's claim on the broker (a second primary refuses to start, naming
-//!   the holder) and what it publishes for its edges — the token hashes and roles, never a token;
+//!   the holder) and what it publishes for its edges — the token hashes and roles (never a
+//!   token), the services other machines can reach with their statuses, the settings;
 //! * [`edge`]: an edge's view of that publication ([`PublishedTokens`], with the 60 s rule while
-//!   the broker is unreachable) and the middleware that sends what only the primary can answer
-//!   (lifecycle commands, settings, logs, forwarded resources, the dashboard) to `primary_url`
-//!   with the caller's own token;
+//!   it is stale; its service table; the settings copy) and the middleware that sends what the
+//!   edge does not answer itself (by the route table's `on_edge`) to `primary_url` with the
+//!   caller's own token;
 //! * [`nodes`]: every node's presence and clients, for `GET /api/hub/clients` and `/api/health`.
 //!
 //! Redis keys, all under `{namespace}:cluster:`:
@@ -17,6 +18,8 @@
 //! |---|---|---|---|
 //! | `primary` | the primary | its node name | 10 s, renewed every 2 s |
 //! | `tokens` | the primary | `{"node":…,"tokens":[{"hash":…,"name":…,"role":…}]}` | 5 s, rewritten every 300 ms |
+//! | `services` | the primary | `{"node":…,"services":[{"config":{…},"status":…,"sub_state":…,"kind":…}]}` | 5 s, rewritten every 300 ms |
+//! | `settings` | the primary | the data of `GET /api/settings` | 5 s, rewritten every 300 ms |
 //! | `nodes` (a set of names), `node:{name}` | every node | `{"node":…,"role":…,"clients":[…]}` | 3 s, rewritten every second |
 //!
 //! Nothing here is on a request's path to Redis except `GET /api/hub/clients` (bounded by a
@@ -41,6 +44,8 @@ pub const BROKER_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Broker {
     client: redis::Client,
     config: ClusterConfig,
+    /// The connection requests share (multiplexed), made on first use, dropped after an error.
+    shared: std::sync::Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -52,7 +57,27 @@ impl std::fmt::Debug for Broker {
 impl Broker {
     /// A client for `config.broker` (nothing is connected yet).
     pub fn new(config: &ClusterConfig) -> Result<Broker, redis::RedisError> {
-        Ok(Broker { client: redis::Client::open(config.broker.as_str())?, config: config.clone() })
+        Ok(Broker {
+            client: redis::Client::open(config.broker.as_str())?,
+            config: config.clone(),
+            shared: std::sync::Arc::default(),
+        })
+    }
+
+    /// The connection request handlers share (made on first use, within [`BROKER_TIMEOUT`]).
+    pub async fn shared(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let mut shared = self.shared.lock().await;
+        if let Some(conn) = shared.as_ref() {
+            return Ok(conn.clone());
+        }
+        let conn = self.connect().await?;
+        *shared = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Drops the shared connection after it failed (the next use connects again).
+    pub async fn forget_shared(&self) {
+        *self.shared.lock().await = None;
     }
 
     /// The cluster section.

@@ -60,7 +60,7 @@ pub async fn publish_presence(broker: Broker, hub: hub::HubHandle) {
 /// The entries of every other live node, or `None` when the broker does not answer in time.
 pub async fn others(broker: &Broker) -> Option<Vec<NodeEntry>> {
     let read = async {
-        let mut conn = broker.connect().await.ok()?;
+        let mut conn = broker.shared().await.ok()?;
         let members = broker.key("nodes");
         let names: Vec<String> = redis::cmd("SMEMBERS").arg(&members).query_async(&mut conn).await.ok()?;
         let names: Vec<String> = names.into_iter().filter(|n| *n != broker.config().node).collect();
@@ -76,5 +76,9 @@ pub async fn others(broker: &Broker) -> Option<Vec<NodeEntry>> {
         }
         Some(values.into_iter().flatten().filter_map(|v| serde_json::from_str(&v).ok()).collect())
     };
-    tokio::time::timeout(super::BROKER_TIMEOUT, read).await.ok().flatten()
+    let read = tokio::time::timeout(super::BROKER_TIMEOUT, read).await.ok().flatten();
+    if read.is_none() {
+        broker.forget_shared().await;
+    }
+    read
 }
