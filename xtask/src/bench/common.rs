@@ -605,13 +605,26 @@ impl CpuSampler {
 
     /// Busy percent of each CPU since `start`, e.g. "CPU0 99 %, CPU1 61 %".
     pub fn finish(&self) -> String {
+        Self::format(&self.finish_values())
+    }
+
+    /// Busy percent of each CPU since `start`.
+    pub fn finish_values(&self) -> Vec<f64> {
         let after = read_proc_stat();
-        let mut out = String::new();
-        for (i, (a, b)) in self.before.iter().zip(after.iter()).enumerate() {
+        let mut out = Vec::new();
+        for (a, b) in self.before.iter().zip(after.iter()) {
             let d: Vec<u64> = a.iter().zip(b.iter()).map(|(x, y)| y.saturating_sub(*x)).collect();
             let total: u64 = d.iter().sum();
             let idle = d.get(3).copied().unwrap_or(0) + d.get(4).copied().unwrap_or(0);
-            let busy = if total == 0 { 0.0 } else { 100.0 * (total - idle) as f64 / total as f64 };
+            out.push(if total == 0 { 0.0 } else { 100.0 * (total - idle) as f64 / total as f64 });
+        }
+        out
+    }
+
+    /// "CPU0 99 %, CPU1 61 %" for the values of [`CpuSampler::finish_values`].
+    pub fn format(busy: &[f64]) -> String {
+        let mut out = String::new();
+        for (i, busy) in busy.iter().enumerate() {
             if !out.is_empty() {
                 out.push_str(", ");
             }

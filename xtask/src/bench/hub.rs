@@ -323,6 +323,8 @@ struct LatencyRow {
     closed: usize,
     post: Summary,
     machine: String,
+    /// Busy % of each CPU during the publish window (what `machine` shows).
+    busy: Vec<f64>,
     /// Ticks published in the measured window.
     sent: u64,
     /// Per server the clients are spread over: (clients subscribed, CPU %, p99 ms, RSS KiB).
@@ -383,7 +385,8 @@ fn latency_spread(
     let node_cpu: Vec<f64> = (1..c0.len()).map(|i| pct(c0[i], c1[i])).collect();
     let extra_cpu: Vec<(u64, u64, f64)> =
         e0.iter().zip(&e1).map(|(a, b)| (b.0.saturating_sub(a.0), b.1.saturating_sub(a.1), pct(a.0, b.0))).collect();
-    let machine = machine.finish();
+    let busy = machine.finish_values();
+    let machine = common::CpuSampler::format(&busy);
     let (sent, _errors, rtt) = res?;
     let until = unix_micros();
     std::thread::sleep(Duration::from_millis(1500));
@@ -426,6 +429,7 @@ fn latency_spread(
         closed,
         post: Summary::of(&rtt),
         machine,
+        busy,
         sent,
         nodes,
         extra: extra_cpu,
@@ -856,14 +860,21 @@ pub fn run_cluster(ctx: &mut Ctx) -> anyhow::Result<()> {
          publish window divided by the ticks published (schedstat of all its threads; in brackets `/proc/PID/stat` utime + stime, \
          10 ms steps); its CPU % in the publish window and (in brackets) over 3 s before the warm-up with the clients connected and \
          no ticks (the token table, the primary's claim, the nodes' client lists); \"above idle\" charges only the difference to the \
-         ticks.\n",
+         ticks. Other load on the server CPU: CPU 0's busy share in the publish window minus the server side's own CPU \
+         (the orchestrators', Redis'): other people's work on this shared machine, a disturbed round.\n",
         n / 2
     ));
-    ctx.line("| setup | round | clients | ticks/s achieved | p50 ms | p99 ms | max ms | delivered | POST p50/p99 ms | nodes' CPU | nodes' CPU µs/frame | Redis CPU µs/event | Redis CPU (idle) | Redis µs/event above idle | receivers' CPU | RSS MB | closed | CPUs busy |");
-    ctx.line("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---|");
+    ctx.line("| setup | round | clients | ticks/s achieved | p50 ms | p99 ms | max ms | delivered | POST p50/p99 ms | nodes' CPU | nodes' CPU µs/frame | Redis CPU µs/event | Redis CPU (idle) | Redis µs/event above idle | receivers' CPU | RSS MB | closed | CPUs busy | other load on the server CPU |");
+    ctx.line("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---|---:|");
     let names = ["primary", "edge"];
     for round in 0..rounds {
         for (setup, r) in [("single node", &single[round]), ("cluster", &cluster[round])] {
+            // CPU 0's busy share not spent by the server side (the nodes and Redis): other load.
+            let own = r.server_cpu + r.extra.iter().map(|e| e.2).sum::<f64>();
+            let other = match (ctx.sut_cpu(), r.busy.first()) {
+                (Some(0), Some(b)) => format!("{:.0} %", (b - own).max(0.0)),
+                _ => "–".to_owned(),
+            };
             let (nodes_cpu, rss, redis_us, redis_cpu, redis_net) = if setup == "cluster" {
                 let cpu =
                     r.nodes.iter().zip(names).map(|(nd, name)| format!("{name} {:.0} %", nd.1)).collect::<Vec<_>>();
@@ -885,7 +896,7 @@ pub fn run_cluster(ctx: &mut Ctx) -> anyhow::Result<()> {
                 (format!("{:.0} %", r.server_cpu), mb(r.rss_kib), "–".to_owned(), "–".to_owned(), "–".to_owned())
             };
             ctx.line(&format!(
-                "| {setup} | {} | {}{} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} % | {:.2} / {:.2} | {nodes_cpu} | {:.2} | {redis_us} | {redis_cpu} | {redis_net} | {:.0} % | {rss} | {} | {} |",
+                "| {setup} | {} | {}{} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} % | {:.2} / {:.2} | {nodes_cpu} | {:.2} | {redis_us} | {redis_cpu} | {redis_net} | {:.0} % | {rss} | {} | {} | {other} |",
                 round + 1,
                 r.clients,
                 if r.subscribed < r.clients { format!(" ({} subscribed)", r.subscribed) } else { String::new() },
