@@ -610,13 +610,21 @@ impl CpuSampler {
 
     /// Busy percent of each CPU since `start`.
     pub fn finish_values(&self) -> Vec<f64> {
+        self.finish_detail().into_iter().map(|(busy, _)| busy).collect()
+    }
+
+    /// (busy percent, of which steal: time the hypervisor gave to someone else) of each CPU
+    /// since `start`.
+    pub fn finish_detail(&self) -> Vec<(f64, f64)> {
         let after = read_proc_stat();
         let mut out = Vec::new();
         for (a, b) in self.before.iter().zip(after.iter()) {
             let d: Vec<u64> = a.iter().zip(b.iter()).map(|(x, y)| y.saturating_sub(*x)).collect();
             let total: u64 = d.iter().sum();
             let idle = d.get(3).copied().unwrap_or(0) + d.get(4).copied().unwrap_or(0);
-            out.push(if total == 0 { 0.0 } else { 100.0 * (total - idle) as f64 / total as f64 });
+            let steal = d.get(7).copied().unwrap_or(0);
+            let pct = |v: u64| if total == 0 { 0.0 } else { 100.0 * v as f64 / total as f64 };
+            out.push((pct(total.saturating_sub(idle)), pct(steal)));
         }
         out
     }
