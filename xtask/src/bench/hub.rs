@@ -970,7 +970,7 @@ pub fn run_cluster(ctx: &mut Ctx) -> anyhow::Result<()> {
     let (used, which) = if clean.is_empty() {
         (
             (0..rounds).collect::<Vec<_>>(),
-            "every round was disturbed (> 10 % other load on the server CPU), so over all".to_owned(),
+            "over all rounds, since every one was disturbed (> 10 % other load + steal on the server CPU):".to_owned(),
         )
     } else {
         let list = clean.iter().map(|i| (i + 1).to_string()).collect::<Vec<_>>().join(", ");
