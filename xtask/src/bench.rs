@@ -45,6 +45,9 @@ options:
   --no-nice        do not raise the priority of the benchmark's processes (default: nice -10 when root)
   --bin PATH       measure this orchestrator binary instead of building target/release/orchestrator
   --also-bin PATH  gateway: a second orchestrator binary as an extra row of the same run (A/B a change)
+  --cluster        hub: instead of the usual matrix, the 1 000-client row on a single node against a
+                   two-node cluster (redis-server, a primary and an edge, 500 clients on each;
+                   --repeat N interleaved rounds, default 1); needs redis-server
 ";
 
 /// Entry point of `cargo xtask bench …`.
@@ -68,6 +71,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 opts.poll_ms = Some(n.parse().with_context(|| format!("--poll-ms {n}"))?);
             }
             "--no-nice" => opts.no_nice = true,
+            "--cluster" => opts.cluster = true,
             "--also-bin" => opts.also_bin = Some(it.next().context("--also-bin needs a path")?.into()),
             "--bin" => opts.bin = Some(it.next().context("--bin needs a path")?.into()),
             "--repeat" => {
@@ -88,11 +92,15 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             tools.print_check();
             Ok(())
         }
+        "supervisor" | "gateway" | "all" if opts.cluster => {
+            bail!("--cluster belongs to the hub suite: cargo xtask bench hub --cluster")
+        }
         "supervisor" | "gateway" | "hub" | "all" => {
             let mut ctx = Ctx::new(suite, opts)?;
             let result = match suite {
                 "supervisor" => supervisor::run(&mut ctx),
                 "gateway" => gateway::run(&mut ctx),
+                "hub" if ctx.opts.cluster => hub::run_cluster(&mut ctx),
                 "hub" => hub::run(&mut ctx),
                 _ => supervisor::run(&mut ctx).and_then(|()| gateway::run(&mut ctx)).and_then(|()| hub::run(&mut ctx)),
             };

@@ -28,6 +28,8 @@ pub struct Options {
     pub bin: Option<PathBuf>,
     /// A second orchestrator binary, measured as an extra row (gateway).
     pub also_bin: Option<PathBuf>,
+    /// Hub: the two-node cluster comparison instead of the usual matrix.
+    pub cluster: bool,
 }
 
 /// Where the benchmark finds its tools.
@@ -55,6 +57,8 @@ pub struct Tools {
     pub node_ws: Option<PathBuf>,
     /// `python3` on PATH (for the small python service when there is no venv).
     pub python3: Option<PathBuf>,
+    /// `redis-server` on PATH (the hub suite's `--cluster` comparison).
+    pub redis_server: Option<PathBuf>,
 }
 
 /// PyPI packages of the Python peers.
@@ -96,6 +100,7 @@ impl Tools {
             node: on_path("node"),
             node_ws: existing(dir.join("node/node_modules/ws/package.json")).map(|_| dir.join("node/node_modules")),
             python3: on_path("python3"),
+            redis_server: on_path("redis-server"),
             venv_python,
             dir,
         }
@@ -126,6 +131,7 @@ impl Tools {
             &self.node_ws.as_ref().map(|m| m.join("ws")),
             "cargo xtask bench setup   (npm install --prefix target/bench-tools/node pm2 ws)",
         );
+        show("redis-server", &self.redis_server, "apt-get install -y redis-server   (hub --cluster only)");
     }
 
     /// Fails with the install commands when any of `needed` is missing.
@@ -142,6 +148,7 @@ impl Tools {
                 "supervisord" => (self.supervisord.is_some(), "cargo xtask bench setup"),
                 "pm2" => (self.pm2.is_some(), "cargo xtask bench setup"),
                 "python3" => (self.python3.is_some(), "apt-get install -y python3 python3-venv"),
+                "redis-server" => (self.redis_server.is_some(), "apt-get install -y redis-server"),
                 _ => (true, ""),
             };
             if !present {
@@ -494,6 +501,19 @@ pub fn cpu_ns(pid: u32) -> Option<u64> {
     Some(total)
 }
 
+/// User plus system CPU time of a process from `/proc/PID/stat` (`utime` + `stime`, clock ticks
+/// of `sysconf(_SC_CLK_TCK)`, so 10 ms steps at the usual 100 Hz), in nanoseconds.
+pub fn stat_cpu_ns(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name: state (3), ppid (4), … utime (14), stime (15).
+    let rest = stat.rsplit_once(')')?.1;
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    let hz = super::sys::clock_ticks_per_sec().max(1);
+    Some((utime + stime).saturating_mul(1_000_000_000) / hz)
+}
+
 /// CPU time of every process in process group `pgid`, in nanoseconds (nginx's workers,
 /// uvicorn's children: everything a server under test runs).
 pub fn group_cpu_ns(pgid: u32) -> u64 {
@@ -585,13 +605,34 @@ impl CpuSampler {
 
     /// Busy percent of each CPU since `start`, e.g. "CPU0 99 %, CPU1 61 %".
     pub fn finish(&self) -> String {
+        Self::format(&self.finish_values())
+    }
+
+    /// Busy percent of each CPU since `start`.
+    pub fn finish_values(&self) -> Vec<f64> {
+        self.finish_detail().into_iter().map(|(busy, _)| busy).collect()
+    }
+
+    /// (busy percent, of which steal: time the hypervisor gave to someone else) of each CPU
+    /// since `start`.
+    pub fn finish_detail(&self) -> Vec<(f64, f64)> {
         let after = read_proc_stat();
-        let mut out = String::new();
-        for (i, (a, b)) in self.before.iter().zip(after.iter()).enumerate() {
+        let mut out = Vec::new();
+        for (a, b) in self.before.iter().zip(after.iter()) {
             let d: Vec<u64> = a.iter().zip(b.iter()).map(|(x, y)| y.saturating_sub(*x)).collect();
             let total: u64 = d.iter().sum();
             let idle = d.get(3).copied().unwrap_or(0) + d.get(4).copied().unwrap_or(0);
-            let busy = if total == 0 { 0.0 } else { 100.0 * (total - idle) as f64 / total as f64 };
+            let steal = d.get(7).copied().unwrap_or(0);
+            let pct = |v: u64| if total == 0 { 0.0 } else { 100.0 * v as f64 / total as f64 };
+            out.push((pct(total.saturating_sub(idle)), pct(steal)));
+        }
+        out
+    }
+
+    /// "CPU0 99 %, CPU1 61 %" for the values of [`CpuSampler::finish_values`].
+    pub fn format(busy: &[f64]) -> String {
+        let mut out = String::new();
+        for (i, busy) in busy.iter().enumerate() {
             if !out.is_empty() {
                 out.push_str(", ");
             }

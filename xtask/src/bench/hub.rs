@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::common::{self, Ctx, Proc, cpu_ns, create_token, free_port, local, rss_kib, unix_micros, wait_for};
+use super::common::{
+    self, Ctx, Proc, cpu_ns, create_token, free_port, local, rss_kib, stat_cpu_ns, unix_micros, wait_for,
+};
 use super::http::{Conn, get_once};
 use super::stats::Summary;
 use super::sys;
@@ -47,6 +49,8 @@ struct Server {
 /// What one receiver saw.
 #[derive(Default)]
 struct ClientOut {
+    /// Which of the crowd's servers it is connected to (its index in `Crowd::connect`'s targets).
+    node: usize,
     /// (send time µs, latency µs) per frame carrying a send time.
     samples: Vec<(u64, u32)>,
     /// The close code the server sent, if it closed.
@@ -157,19 +161,36 @@ impl Crowd {
     /// Connects `n` clients (16 threads doing handshakes, auth and subscribe), then hands every
     /// socket to the poller thread.
     fn connect(ctx: &Ctx, server: &Server, n: usize, timeout: Duration) -> anyhow::Result<Crowd> {
+        Crowd::connect_spread(ctx, &[(server, n)], timeout)
+    }
+
+    /// Connects `n` clients to each `(server, n)` of `targets` (the same 16 handshake threads),
+    /// then hands every socket, whichever server it belongs to, to the one poller thread.
+    fn connect_spread(ctx: &Ctx, targets: &[(&Server, usize)], timeout: Duration) -> anyhow::Result<Crowd> {
+        let n: usize = targets.iter().map(|t| t.1).sum();
+        // Client i goes to the target whose cumulative count first exceeds i.
+        let plan: Arc<Vec<(SocketAddr, String, usize)>> =
+            Arc::new(targets.iter().map(|(s, k)| (s.addr, s.viewer.clone(), *k)).collect());
         let next = Arc::new(AtomicUsize::new(0));
-        let (tx, rx) = mpsc::channel::<Result<WsClient, String>>();
+        let (tx, rx) = mpsc::channel::<Result<(usize, WsClient), String>>();
         let workers: Vec<JoinHandle<()>> = (0..16.min(n))
             .map(|_| {
-                let (next, tx, addr, token) = (next.clone(), tx.clone(), server.addr, server.viewer.clone());
+                let (next, tx, plan) = (next.clone(), tx.clone(), plan.clone());
                 std::thread::spawn(move || {
                     loop {
                         let i = next.fetch_add(1, Ordering::SeqCst);
                         if i >= n {
                             break;
                         }
+                        let (mut node, mut below) = (0, 0);
+                        while node + 1 < plan.len() && i >= below + plan[node].2 {
+                            below += plan[node].2;
+                            node += 1;
+                        }
+                        let (addr, token, _) = &plan[node];
                         let seed = 0x9E37_79B9 ^ (i as u32).wrapping_mul(2_654_435_761);
-                        if tx.send(setup(addr, &token, seed).map_err(|e| e.to_string())).is_err() {
+                        let r = setup(*addr, token, seed).map(|c| (node, c)).map_err(|e| e.to_string());
+                        if tx.send(r).is_err() {
                             break;
                         }
                     }
@@ -201,18 +222,18 @@ impl Crowd {
         if subscribed < n {
             ctx.note(&format!(
                 "{}: only {subscribed} of {n} clients subscribed ({errors} failed, first: {})",
-                server.name,
+                targets.iter().map(|t| t.0.name).collect::<Vec<_>>().join(" + "),
                 first_error.as_deref().unwrap_or("timeout")
             ));
         }
         let mut slots = Vec::with_capacity(subscribed);
-        for (i, c) in clients.into_iter().enumerate() {
+        for (i, (node, c)) in clients.into_iter().enumerate() {
             let (stream, buf) = c.into_parts();
             stream.set_nonblocking(true)?;
             slots.push(Slot {
                 stream,
                 buf,
-                out: ClientOut::default(),
+                out: ClientOut { node, ..ClientOut::default() },
                 mask: (i as u32 | 1).wrapping_mul(0x0101_0101).to_le_bytes(),
             });
         }
@@ -292,55 +313,127 @@ struct LatencyRow {
     rate: f64,
     summary: Summary,
     delivered: f64,
+    /// CPU % of one core of every server the clients are spread over, summed.
     server_cpu: f64,
-    /// Server CPU time per delivered frame, µs (publishing window and the drain after it).
+    /// Server CPU time per delivered frame, µs (publishing window and the drain after it; every
+    /// server the clients are spread over).
     cpu_per_frame_us: f64,
     receiver_cpu: f64,
     rss_kib: Option<u64>,
     closed: usize,
     post: Summary,
     machine: String,
+    /// (busy %, of which steal %) of each CPU during the publish window (`machine` shows busy).
+    busy: Vec<(f64, f64)>,
+    /// Ticks published in the measured window.
+    sent: u64,
+    /// Per server the clients are spread over: (clients subscribed, CPU %, p99 ms, RSS KiB).
+    nodes: Vec<(usize, f64, f64, Option<u64>)>,
+    /// Per extra pid (not a server of clients, e.g. redis-server), during the publish window:
+    /// (CPU ns from schedstat, CPU ns from /proc/PID/stat utime + stime, CPU % from schedstat).
+    extra: Vec<(u64, u64, f64)>,
+    /// Per extra pid: CPU % (schedstat) over a quiet window before the warm-up, clients
+    /// connected and no ticks (its background work).
+    extra_idle: Vec<f64>,
 }
 
 fn latency_run(ctx: &Ctx, server: &Server, n: usize, secs: f64) -> anyhow::Result<LatencyRow> {
-    let crowd = Crowd::connect(ctx, server, n, Duration::from_secs(120))?;
+    latency_spread(ctx, &[(server, n)], server, &[], secs)
+}
+
+/// The latency row with the clients spread over `targets` (`(server, clients)`), ticks published
+/// to `publisher`, and the CPU of the `extra` pids read over the publish window. With one target
+/// that is also the publisher and no extra pid, this is the single-server row.
+fn latency_spread(
+    ctx: &Ctx,
+    targets: &[(&Server, usize)],
+    publisher: &Server,
+    extra: &[u32],
+    secs: f64,
+) -> anyhow::Result<LatencyRow> {
+    let n: usize = targets.iter().map(|t| t.1).sum();
+    let crowd = Crowd::connect_spread(ctx, targets, Duration::from_secs(120))?;
     let subscribed = crowd.subscribed();
+    // The extra pids' background CPU: 3 s with the clients connected and no ticks.
+    let extra_idle: Vec<f64> = if extra.is_empty() {
+        Vec::new()
+    } else {
+        let (a, t) = (extra.iter().map(|p| cpu_ns(*p).unwrap_or(0)).collect::<Vec<_>>(), Instant::now());
+        std::thread::sleep(Duration::from_secs(3));
+        let dt = t.elapsed().as_nanos().max(1) as f64;
+        extra.iter().zip(a).map(|(p, a)| 100.0 * cpu_ns(*p).unwrap_or(0).saturating_sub(a) as f64 / dt).collect()
+    };
     // Warm-up (not measured), then the measured window.
-    publish(server, Duration::from_millis(10), 1.0, 0)?;
+    publish(publisher, Duration::from_millis(10), 1.0, 0)?;
     let from = unix_micros();
     let me = std::process::id();
+    let pids: Vec<u32> = targets.iter().map(|t| t.0.proc.pid()).collect();
     let machine = common::CpuSampler::start();
-    let server_ns0 = cpu_ns(server.proc.pid()).unwrap_or(0);
-    let (receiver_cpu, (server_cpu, res)) = cpu_during(me, || {
-        cpu_during(server.proc.pid(), || publish(server, Duration::from_millis(10), secs, 1_000_000))
-    });
-    let machine = machine.finish();
+    let server_ns0: Vec<u64> = pids.iter().map(|p| cpu_ns(*p).unwrap_or(0)).collect();
+    // The receivers (this process), each server and each extra pid, before and after publishing.
+    let read = || {
+        let cpu: Vec<u64> = std::iter::once(me).chain(pids.iter().copied()).map(|p| cpu_ns(p).unwrap_or(0)).collect();
+        let ext: Vec<(u64, u64)> =
+            extra.iter().map(|p| (cpu_ns(*p).unwrap_or(0), stat_cpu_ns(*p).unwrap_or(0))).collect();
+        (cpu, ext)
+    };
+    let ((c0, e0), t0) = (read(), Instant::now());
+    let res = publish(publisher, Duration::from_millis(10), secs, 1_000_000);
+    let ((c1, e1), dt) = (read(), t0.elapsed());
+    let pct = |a: u64, b: u64| 100.0 * b.saturating_sub(a) as f64 / dt.as_nanos().max(1) as f64;
+    let receiver_cpu = pct(c0[0], c1[0]);
+    let node_cpu: Vec<f64> = (1..c0.len()).map(|i| pct(c0[i], c1[i])).collect();
+    let extra_cpu: Vec<(u64, u64, f64)> =
+        e0.iter().zip(&e1).map(|(a, b)| (b.0.saturating_sub(a.0), b.1.saturating_sub(a.1), pct(a.0, b.0))).collect();
+    let busy = machine.finish_detail();
+    let machine = common::CpuSampler::format(&busy.iter().map(|b| b.0).collect::<Vec<_>>());
     let (sent, _errors, rtt) = res?;
     let until = unix_micros();
     std::thread::sleep(Duration::from_millis(1500));
-    // Everything the server spent on the measured events, their delivery included.
-    let server_ns = cpu_ns(server.proc.pid()).unwrap_or(0).saturating_sub(server_ns0);
-    let rss = rss_kib(server.proc.pid());
+    // Everything the servers spent on the measured events, their delivery included.
+    let server_ns: u64 =
+        pids.iter().zip(&server_ns0).map(|(p, ns0)| cpu_ns(*p).unwrap_or(0).saturating_sub(*ns0)).sum();
+    let node_rss: Vec<Option<u64>> = pids.iter().map(|p| rss_kib(*p)).collect();
     let outs = crowd.finish();
+    let in_window = |o: &ClientOut| -> Vec<f64> {
+        o.samples.iter().filter(|(s, _)| *s >= from && *s <= until).map(|(_, l)| f64::from(*l) / 1000.0).collect()
+    };
     let mut lat = Vec::new();
+    let mut per_node: Vec<(usize, Vec<f64>)> = vec![(0, Vec::new()); targets.len()];
     for o in &outs {
-        lat.extend(o.samples.iter().filter(|(s, _)| *s >= from && *s <= until).map(|(_, l)| f64::from(*l) / 1000.0));
+        let l = in_window(o);
+        if let Some(node) = per_node.get_mut(o.node) {
+            node.0 += 1;
+            node.1.extend_from_slice(&l);
+        }
+        lat.extend(l);
     }
     let closed = outs.iter().filter(|o| o.close.is_some_and(|c| c != 1000)).count();
     let expected = (sent as f64) * subscribed as f64;
+    let nodes = per_node
+        .iter()
+        .zip(&node_cpu)
+        .zip(&node_rss)
+        .map(|(((k, l), cpu), rss)| (*k, *cpu, Summary::of(l).p99, *rss))
+        .collect();
     Ok(LatencyRow {
         clients: n,
         subscribed,
         rate: sent as f64 / secs,
         delivered: if expected > 0.0 { 100.0 * lat.len() as f64 / expected } else { 0.0 },
         summary: Summary::of(&lat),
-        server_cpu,
+        server_cpu: node_cpu.iter().sum(),
         cpu_per_frame_us: server_ns as f64 / 1000.0 / (lat.len().max(1) as f64),
         receiver_cpu,
-        rss_kib: rss,
+        rss_kib: node_rss.iter().copied().sum(),
         closed,
         post: Summary::of(&rtt),
         machine,
+        busy,
+        sent,
+        nodes,
+        extra: extra_cpu,
+        extra_idle,
     })
 }
 
@@ -625,5 +718,272 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             node.map(|n| format!(", Node ws {:.2} µs", n.cpu_per_frame_us)).unwrap_or_default(),
         ));
     }
+    Ok(())
+}
+
+/// A two-node cluster: redis-server, a primary (`gw-1`) and an edge (`gw-2`), all on the CPU of
+/// the system under test. Dropped edge first, then the primary, then Redis.
+struct Cluster {
+    edge: Server,
+    primary: Server,
+    redis: Proc,
+    redis_port: u16,
+}
+
+/// `INFO section` of the Redis on `port` (RESP inline command, one bulk-string answer).
+fn redis_info(port: u16, section: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect_timeout(&local(port), Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(format!("INFO {section}\r\n").as_bytes())?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    // `$<len>\r\n<text>\r\n`: read until the announced length has arrived.
+    loop {
+        let k = s.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..k]);
+        let text = String::from_utf8_lossy(&out);
+        if let Some((head, body)) = text.split_once("\r\n")
+            && let Some(len) = head.strip_prefix('$').and_then(|l| l.parse::<usize>().ok())
+            && body.len() >= len
+        {
+            return Ok(body[..len].to_owned());
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn cluster_section(redis_port: u16, node: &str, role: &str, primary_url: Option<&str>) -> String {
+    let primary_url = primary_url.map(|u| format!("primary_url = \"{u}\"\n")).unwrap_or_default();
+    format!(
+        "\n[cluster]\nbroker = \"redis://127.0.0.1:{redis_port}/0\"\nnode = \"{node}\"\nrole = \"{role}\"\n{primary_url}"
+    )
+}
+
+/// `redis-server` on a free port, no persistence, its files in `dir/redis`.
+fn start_redis(ctx: &Ctx, dir: &Path) -> anyhow::Result<(Proc, u16)> {
+    let exe = ctx.tools.redis_server.clone().context("redis-server is missing: apt-get install -y redis-server")?;
+    let data = dir.join("redis");
+    std::fs::create_dir_all(&data)?;
+    let port = free_port()?;
+    let mut cmd = ctx.command(ctx.sut_cpu(), exe);
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(&data);
+    let proc = Proc::spawn("redis-server", &mut cmd, &dir.join("redis-server.log"))?;
+    wait_for("redis-server", Duration::from_secs(15), Duration::from_millis(20), || {
+        TcpStream::connect_timeout(&local(port), Duration::from_millis(300)).ok()
+    })?;
+    Ok((proc, port))
+}
+
+fn start_cluster(ctx: &Ctx, dir: &Path) -> anyhow::Result<Cluster> {
+    let (redis, redis_port) = start_redis(ctx, dir)?;
+    let mut primary = start_orchestrator(
+        ctx,
+        &dir.join("primary"),
+        &format!(
+            "# generated by cargo xtask bench hub --cluster: the primary, no services\n{}",
+            cluster_section(redis_port, "gw-1", "primary", None)
+        ),
+    )?;
+    primary.name = "primary";
+    let edge_dir = dir.join("edge");
+    std::fs::create_dir_all(&edge_dir)?;
+    let config = edge_dir.join("orchestrator.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "# generated by cargo xtask bench hub --cluster: an edge\n{}",
+            cluster_section(redis_port, "gw-2", "edge", Some(&format!("http://{}", primary.addr)))
+        ),
+    )?;
+    let port = free_port()?;
+    let mut cmd = ctx.command(ctx.sut_cpu(), &ctx.orchestrator);
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--bind")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(edge_dir.join("data"));
+    let proc = Proc::spawn("edge", &mut cmd, &edge_dir.join("orchestrator.log"))?;
+    wait_for("the edge", Duration::from_secs(30), Duration::from_millis(20), || {
+        get_once(local(port), "/api/health", Duration::from_millis(300)).ok().filter(|r| r.status == 200)
+    })?;
+    // The edge knows the primary's tokens once it has read the table the primary publishes to
+    // Redis every 300 ms: wait until the viewer token authenticates on the edge's /ws.
+    let viewer = primary.viewer.clone();
+    wait_for(
+        "the edge to accept the primary's viewer token",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || {
+            let mut ws = WsClient::connect(local(port), "/ws", Duration::from_secs(2), 7).ok()?;
+            ws.send_text(&format!(r#"{{"id":1,"type":"auth","token":"{viewer}"}}"#)).ok()?;
+            ws.expect_text("auth_ok").ok()
+        },
+    )?;
+    let edge = Server { name: "edge", addr: local(port), events_path: "/api/events", viewer, service: None, proc };
+    Ok(Cluster { edge, primary, redis, redis_port })
+}
+
+/// Of the server CPU (CPU 0, when pinning) in a row's publish window: (the busy share that is
+/// neither the server side's own CPU — the nodes', Redis' — nor steal, the steal share): other
+/// people's work on a shared machine, and the hypervisor's.
+fn other_load(ctx: &Ctx, r: &LatencyRow) -> Option<(f64, f64)> {
+    let own = r.server_cpu + r.extra.iter().map(|e| e.2).sum::<f64>();
+    match (ctx.sut_cpu(), r.busy.first()) {
+        (Some(0), Some((busy, steal))) => Some(((busy - steal - own).max(0.0), *steal)),
+        _ => None,
+    }
+}
+
+/// `cargo xtask bench hub --cluster`: the 1 000-client latency row on a single node (no
+/// `[cluster]`), then the same 1 000 clients spread 500/500 over a primary and an edge sharing a
+/// redis-server, ticks POSTed to the primary at the same rate; `--repeat N` interleaved rounds.
+pub fn run_cluster(ctx: &mut Ctx) -> anyhow::Result<()> {
+    ctx.tools.require(&["redis-server"])?;
+    let n = 1000usize;
+    if let Some(limit) = common::open_files_limit()
+        && limit < (n as u64) + 500
+    {
+        bail!("open files limit is {limit}: run `ulimit -n 20000` before the hub bench");
+    }
+    common::pin_self(ctx, ctx.load_cpu());
+    let dir = ctx.subdir("hub-cluster")?;
+    let secs = if ctx.opts.quick { 3.0 } else { 10.0 };
+    let rounds = ctx.opts.repeat.unwrap_or(1).max(1);
+    let mut single = Vec::new();
+    let mut cluster = Vec::new();
+    for round in 1..=rounds {
+        {
+            let server = start_orchestrator(
+                ctx,
+                &dir.join(format!("single-{round}")),
+                "# generated by cargo xtask bench hub --cluster: one node, no services, no [cluster]\n",
+            )?;
+            std::thread::sleep(Duration::from_secs(2));
+            ctx.note(&format!("round {round}/{rounds}: single node, {n} clients, 100 ticks/s for {secs} s"));
+            single.push(latency_run(ctx, &server, n, secs)?);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        {
+            let c = start_cluster(ctx, &dir.join(format!("cluster-{round}")))?;
+            std::thread::sleep(Duration::from_secs(2));
+            ctx.note(&format!(
+                "round {round}/{rounds}: cluster, {} clients on the primary + {} on the edge, 100 ticks/s to the primary for {secs} s",
+                n / 2,
+                n - n / 2
+            ));
+            let row =
+                latency_spread(ctx, &[(&c.primary, n / 2), (&c.edge, n - n / 2)], &c.primary, &[c.redis.pid()], secs)?;
+            cluster.push(row);
+            // Which Redis commands the run cost (warm-up, measured window and background together).
+            let stats = redis_info(c.redis_port, "commandstats").unwrap_or_else(|e| format!("INFO failed: {e}\n"));
+            std::fs::write(dir.join(format!("cluster-{round}/redis-commandstats.txt")), stats)?;
+            drop(c);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+
+    ctx.line(&format!(
+        "\n## Hub across two nodes (cluster)\n\n`cargo xtask bench hub --cluster` — {n} clients, one tick per 10 ms POSTed (`POST /api/events`, \
+         service token), {secs:.0} s measured after a 1 s warm-up, {rounds} round(s), single node and cluster interleaved. \
+         **single node**: one orchestrator without `[cluster]` (the 1 000-client row of `cargo xtask bench hub`). \
+         **cluster**: redis-server (no persistence), a primary `gw-1` and an edge `gw-2`; {} clients on each, ticks POSTed to the primary \
+         and delivered to the edge's clients through Redis. The server side (the one orchestrator, or redis-server + primary + edge) runs \
+         on the system-under-test CPU; publisher and receivers (one epoll thread over all {n} sockets) on the other. Latency = \
+         receive time − send time over all clients. Nodes' CPU µs/frame: the orchestrators' CPU time from the first measured POST until \
+         1.5 s after the last, divided by the frames delivered (Redis not included). Redis CPU: redis-server's CPU time during the \
+         publish window divided by the ticks published (schedstat of all its threads; in brackets `/proc/PID/stat` utime + stime, \
+         10 ms steps); its CPU % in the publish window and (in brackets) over 3 s before the warm-up with the clients connected and \
+         no ticks (the token table, the primary's claim, the nodes' client lists); \"above idle\" charges only the difference to the \
+         ticks. Other load on the server CPU: CPU 0's busy share in the publish window minus the server side's own CPU \
+         (the orchestrators', Redis') and minus steal (the hypervisor running someone else, shown apart): other people's work \
+         on this shared machine (and kernel work not charged to a process). The verdict uses the rounds where other load + steal \
+         stayed ≤ 10 % in both rows.\n",
+        n / 2
+    ));
+    ctx.line("| setup | round | clients | ticks/s achieved | p50 ms | p99 ms | max ms | delivered | POST p50/p99 ms | nodes' CPU | nodes' CPU µs/frame | Redis CPU µs/event | Redis CPU (idle) | Redis µs/event above idle | receivers' CPU | RSS MB | closed | CPUs busy | other load on the server CPU |");
+    ctx.line("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---|---:|");
+    let names = ["primary", "edge"];
+    for round in 0..rounds {
+        for (setup, r) in [("single node", &single[round]), ("cluster", &cluster[round])] {
+            let other = match other_load(ctx, r) {
+                Some((other, steal)) => format!("{other:.0} % (steal {steal:.0} %)"),
+                None => "–".to_owned(),
+            };
+            let (nodes_cpu, rss, redis_us, redis_cpu, redis_net) = if setup == "cluster" {
+                let cpu =
+                    r.nodes.iter().zip(names).map(|(nd, name)| format!("{name} {:.0} %", nd.1)).collect::<Vec<_>>();
+                let rss =
+                    r.nodes.iter().zip(names).map(|(nd, name)| format!("{name} {}", mb(nd.3))).collect::<Vec<_>>();
+                let (ns, stat_ns, pct) = r.extra.first().copied().unwrap_or((0, 0, f64::NAN));
+                let idle = r.extra_idle.first().copied().unwrap_or(f64::NAN);
+                let sent = r.sent.max(1) as f64;
+                // CPU % of one core = 10 000 µs per second; events per second = sent / secs.
+                let net = (pct - idle) * 10_000.0 / (sent / secs);
+                (
+                    cpu.join(", "),
+                    rss.join(", "),
+                    format!("{:.1} ({:.1})", ns as f64 / 1000.0 / sent, stat_ns as f64 / 1000.0 / sent),
+                    format!("{pct:.1} % ({idle:.1} %)"),
+                    format!("{net:.1}"),
+                )
+            } else {
+                (format!("{:.0} %", r.server_cpu), mb(r.rss_kib), "–".to_owned(), "–".to_owned(), "–".to_owned())
+            };
+            ctx.line(&format!(
+                "| {setup} | {} | {}{} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} % | {:.2} / {:.2} | {nodes_cpu} | {:.2} | {redis_us} | {redis_cpu} | {redis_net} | {:.0} % | {rss} | {} | {} | {other} |",
+                round + 1,
+                r.clients,
+                if r.subscribed < r.clients { format!(" ({} subscribed)", r.subscribed) } else { String::new() },
+                r.rate,
+                r.summary.p50,
+                r.summary.p99,
+                r.summary.max,
+                r.delivered,
+                r.post.p50,
+                r.post.p99,
+                r.cpu_per_frame_us,
+                r.receiver_cpu,
+                r.closed,
+                r.machine
+            ));
+        }
+    }
+    for (round, r) in cluster.iter().enumerate() {
+        let per = r
+            .nodes
+            .iter()
+            .zip(names)
+            .map(|(nd, name)| format!("the {name}'s {} clients {:.2} ms", nd.0, nd.2))
+            .collect::<Vec<_>>();
+        ctx.line(&format!("\nCluster round {}: p99 per node: {}.", round + 1, per.join(", ")));
+    }
+    // Rounds where neither row had more than 10 % of other load on the server CPU.
+    let calm = |r: &LatencyRow| other_load(ctx, r).is_none_or(|(other, steal)| other + steal <= 10.0);
+    let clean: Vec<usize> = (0..rounds).filter(|&i| calm(&single[i]) && calm(&cluster[i])).collect();
+    let (used, which) = if clean.is_empty() {
+        (
+            (0..rounds).collect::<Vec<_>>(),
+            "over all rounds, since every one was disturbed (> 10 % other load + steal on the server CPU):".to_owned(),
+        )
+    } else {
+        let list = clean.iter().map(|i| (i + 1).to_string()).collect::<Vec<_>>().join(", ");
+        (clean, format!("over the undisturbed round(s) {list} of"))
+    };
+    let p99 =
+        |rows: &[LatencyRow]| super::stats::median(&used.iter().map(|&i| rows[i].summary.p99).collect::<Vec<_>>());
+    let (single_p99, cluster_p99) = (p99(&single), p99(&cluster));
+    let ratio = cluster_p99 / single_p99;
+    ctx.line(&format!(
+        "\nVerdict ({} {rounds}): cluster p99 {cluster_p99:.2} ms vs single-node p99 {single_p99:.2} ms = {ratio:.2}× (target ≤ 1.5×): **{}**.",
+        if used.len() > 1 { format!("medians {which}") } else { which.clone() },
+        if ratio <= 1.5 { "PASS" } else { "MISS" }
+    ));
     Ok(())
 }

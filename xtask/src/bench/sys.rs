@@ -2,7 +2,8 @@
 //! benchmark's receivers (one thread watches thousands of sockets at a cost per ready socket,
 //! not per watched one), `kill(2)` for the supervisor benchmark (so the timer starts at the
 //! signal, not at a fork of kill(1)) and `prctl(PR_SET_TIMERSLACK)` for the paced load
-//! generator of the gateway benchmark (so its sleeps end on time, not up to 50 µs late).
+//! generator of the gateway benchmark (so its sleeps end on time, not up to 50 µs late), and
+//! `sysconf(_SC_CLK_TCK)` for reading `/proc/PID/stat` CPU times.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -60,6 +61,13 @@ impl Epoll {
         let n = usize::try_from(n).unwrap_or(0);
         Ok(self.events[..n].iter().map(|e| e.u64).collect())
     }
+}
+
+/// `sysconf(_SC_CLK_TCK)`: the unit of `utime` and `stime` in `/proc/PID/stat` (100 if unknown).
+pub fn clock_ticks_per_sec() -> u64 {
+    // SAFETY: sysconf takes a plain integer and has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(hz).ok().filter(|h| *h > 0).unwrap_or(100)
 }
 
 /// `kill(pid, SIGKILL)`.
