@@ -44,7 +44,7 @@ options:
   --no-pin         do not pin processes to CPUs with taskset
   --no-nice        do not raise the priority of the benchmark's processes (default: nice -10 when root)
   --bin PATH       measure this orchestrator binary instead of building target/release/orchestrator
-  --also-bin PATH  gateway: a second orchestrator binary as an extra row of the same run (A/B a change)
+  --also-bin PATH  gateway, hub --cluster: a second orchestrator binary as an extra row of the same run (A/B a change)
   --cluster        hub: instead of the usual matrix, the 1 000-client row on a single node against a
                    two-node cluster (redis-server, a primary and an edge, 500 clients on each;
                    --repeat N interleaved rounds, default 1); needs redis-server
