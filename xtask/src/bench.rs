@@ -45,6 +45,7 @@ options:
   --no-nice        do not raise the priority of the benchmark's processes (default: nice -10 when root)
   --bin PATH       measure this orchestrator binary instead of building target/release/orchestrator
   --also-bin PATH  gateway, hub --cluster: a second orchestrator binary as an extra row of the same run (A/B a change)
+  --rate N         hub: ticks published per second in the latency rows (default 100)
   --cluster        hub: instead of the usual matrix, the 1 000-client row on a single node against a
                    two-node cluster (redis-server, a primary and an edge, 500 clients on each;
                    --repeat N interleaved rounds, default 1); needs redis-server
@@ -72,6 +73,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             }
             "--no-nice" => opts.no_nice = true,
             "--cluster" => opts.cluster = true,
+            "--rate" => {
+                let n = it.next().context("--rate needs a number of ticks per second")?;
+                opts.rate = Some(n.parse().with_context(|| format!("--rate {n}"))?);
+            }
             "--also-bin" => opts.also_bin = Some(it.next().context("--also-bin needs a path")?.into()),
             "--bin" => opts.bin = Some(it.next().context("--bin needs a path")?.into()),
             "--repeat" => {

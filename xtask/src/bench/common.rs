@@ -30,6 +30,8 @@ pub struct Options {
     pub also_bin: Option<PathBuf>,
     /// Hub: the two-node cluster comparison instead of the usual matrix.
     pub cluster: bool,
+    /// Hub: ticks published per second in the latency rows (default 100).
+    pub rate: Option<u32>,
 }
 
 /// Where the benchmark finds its tools.
@@ -702,4 +704,11 @@ pub fn git_describe() -> String {
     let head = run(&["rev-parse", "--short", "HEAD"]);
     let dirty = !run(&["status", "--porcelain", "--untracked-files=no"]).is_empty();
     format!("workspace at {head}{}", if dirty { " with local changes" } else { "" })
+}
+
+impl Options {
+    /// The hub's tick rate, per second.
+    pub fn tick_rate(&self) -> u32 {
+        self.rate.unwrap_or(100).max(1)
+    }
 }
